@@ -1,0 +1,50 @@
+"""Adapter Studio: one Gradio app, one tab per paper. `python app.py` serves it; `demo` is importable
+(tests, Hugging Face Spaces)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from studio.device import configure_threads  # imports `spaces` before torch, as ZeroGPU requires
+
+import gradio as gr
+
+from studio import settings
+from tabs import registered_tabs
+
+
+def build_demo() -> gr.Blocks:
+    configure_threads()
+    with gr.Blocks(title="Adapter Studio") as demo:
+        for tab in registered_tabs():
+            info = tab.INFO
+            with gr.Tab(info.title, id=info.key, elem_id=f"tab-{info.key}"):
+                if info.key != "about":
+                    header = f"## {info.title}\n"
+                    if info.paper:
+                        header += f"*[{info.paper}]({info.paper_url})*\n\n" if info.paper_url else f"*{info.paper}*\n\n"
+                    gr.Markdown(header + info.description)
+                tab.build()
+    demo.queue(max_size=settings.QUEUE_MAX_SIZE, default_concurrency_limit=settings.LIGHT_CONCURRENCY)
+    return demo
+
+
+demo = build_demo()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--share", action="store_true", default=os.environ.get("STUDIO_SHARE") == "1")
+    parser.add_argument("--source", choices=("bundled", "hub", "local"), help="model source for every tab")
+    args = parser.parse_args(argv)
+    if args.source:
+        os.environ["STUDIO_MODEL_SOURCE"] = args.source
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **settings.launch_kwargs())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Small UI helpers every tab uses: errors, timing, parameter counts, downloads."""
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import gradio as gr
+
+from studio.errors import BadInput
+from studio.loader import ModelSourceError
+
+log = logging.getLogger("studio")
+
+
+def friendly(action: str):
+    """Wrap a handler so a user only ever sees a plain message, never a stack trace.
+
+    `BadInput` and `ModelSourceError` keep their own words; anything unexpected is logged with its
+    trace and reported as a short error naming the action, so one user's bad request cannot take
+    the server (or anybody else's session) down.
+    """
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except (BadInput, ModelSourceError) as exc:
+                raise gr.Error(str(exc), title="Cannot use this input") from None
+            except Exception as exc:  # unexpected: log it, tell the user plainly
+                log.exception("%s failed", action)
+                raise gr.Error(f"{action} failed unexpectedly ({type(exc).__name__}). The details were logged.") from None
+
+        return wrapper
+
+    return decorate
+
+
+def format_count(n: int) -> str:
+    if n >= 1_000_000_000:
+        return f"{n / 1e9:.2f} B"
+    if n >= 1_000_000:
+        return f"{n / 1e6:.2f} M"
+    return f"{n:,}"
+
+
+def params_markdown(adapter: int, frozen: int) -> str:
+    share = f" ({100 * adapter / frozen:.2f}% of the frozen model)" if frozen else ""
+    return f"**Adapter:** {format_count(adapter)} trainable parameters{share} · **Frozen:** {format_count(frozen)} parameters"
+
+
+def done_markdown(seconds: float, device: str, extra: str = "") -> str:
+    text = f"Done in {seconds:.2f} s on {device}."
+    return f"{text} {extra}".strip()
+
+
+@contextmanager
+def stopwatch():
+    """`with stopwatch() as t: ...; t()` gives elapsed seconds."""
+    start = time.perf_counter()
+    end: list[float] = []
+    yield lambda: (end[0] if end else time.perf_counter()) - start
+    end.append(time.perf_counter())
+
+
+def download_path(filename: str) -> Path:
+    """A fresh per-request path for a file the user can download (no two sessions share one)."""
+    folder = Path(tempfile.gettempdir()) / "adapter-studio" / uuid.uuid4().hex
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / filename
+
+
+def upload_path(file) -> Path:
+    """Path of an uploaded file whatever form Gradio hands it in."""
+    if file is None:
+        raise BadInput("No file was given: upload one or pick an example.")
+    if isinstance(file, (str, Path)):
+        return Path(file)
+    name = getattr(file, "name", None) or (file.get("path") if isinstance(file, dict) else None)
+    if not name:
+        raise BadInput("The upload could not be read.")
+    return Path(name)
