@@ -1,0 +1,81 @@
+"""Device handling and the UI helpers every tab uses."""
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+import torch
+
+from studio import device, settings, ui
+from studio.errors import BadInput
+from studio.loader import ModelSourceError
+
+
+def test_gpu_decorator_is_transparent_off_zerogpu():
+    calls = []
+
+    @device.gpu(duration=lambda x: 10 * x)
+    def double(x):
+        calls.append(x)
+        return 2 * x
+
+    assert double(21) == 42 and calls == [21]
+    assert double.__name__ == "double"
+
+
+def test_compute_device_is_cpu_here_and_labelled():
+    assert device.compute_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    label = device.device_label(torch.device("cpu"))
+    assert label.startswith("CPU (") and "thread" in label
+    assert 1 <= device.configure_threads() <= 4
+
+
+def test_friendly_keeps_user_messages_and_hides_traces(caplog):
+    @ui.friendly("Denoising")
+    def bad_input():
+        raise BadInput("The file is not a DICOM or image file.")
+
+    @ui.friendly("Denoising")
+    def no_model():
+        raise ModelSourceError("The bundled weights for x are missing.")
+
+    @ui.friendly("Denoising")
+    def bug():
+        raise KeyError("internal")
+
+    with pytest.raises(gr.Error) as info:
+        bad_input()
+    assert info.value.message == "The file is not a DICOM or image file."
+    with pytest.raises(gr.Error) as info:
+        no_model()
+    assert "bundled weights" in info.value.message
+    with pytest.raises(gr.Error) as info:
+        bug()
+    assert info.value.message == "Denoising failed unexpectedly (KeyError). The details were logged."
+    assert "internal" in caplog.text  # the trace went to the log, not to the user
+
+
+def test_counts_and_status_text():
+    assert ui.format_count(3638) == "3,638"
+    assert ui.format_count(89_700_000) == "89.70 M"
+    assert ui.params_markdown(3638, 0).startswith("**Adapter:** 3,638 trainable parameters")
+    text = ui.params_markdown(1_000, 100_000)
+    assert "(1.00% of the frozen model)" in text and "100,000" in text
+    assert ui.done_markdown(1.234, "CPU (1 thread)") == "Done in 1.23 s on CPU (1 thread)."
+
+
+def test_download_paths_are_unique_per_request():
+    a, b = ui.download_path("out.png"), ui.download_path("out.png")
+    assert a != b and a.name == b.name == "out.png" and a.parent.is_dir()
+
+
+def test_upload_path_rejects_missing_file():
+    with pytest.raises(BadInput, match="No file was given"):
+        ui.upload_path(None)
+    assert str(ui.upload_path({"path": "/tmp/x.dcm"})) == "/tmp/x.dcm"
+
+
+def test_launch_settings_protect_medical_uploads():
+    kwargs = settings.launch_kwargs()
+    assert kwargs["run_history"] is False
+    assert kwargs["max_file_size"] == settings.MAX_FILE_SIZE
+    assert settings.IMAGE_FORMAT == "png"
