@@ -12,7 +12,7 @@ from pathlib import Path
 import gradio as gr
 
 from studio.errors import BadInput
-from studio.loader import ModelSourceError
+from studio.loader import MODELS, LoadedModel, ModelSourceError, ModelSpec
 
 log = logging.getLogger("studio")
 
@@ -87,3 +87,16 @@ def upload_path(file) -> Path:
     if not name:
         raise BadInput("The upload could not be read.")
     return Path(name)
+
+
+def get_model(spec: ModelSpec) -> LoadedModel:
+    """The tab's model (loaded once per process); a hub fallback is told to the user as a warning."""
+    loaded = MODELS.get(spec)
+    if loaded.notice:
+        gr.Warning(loaded.notice)
+    return loaded
+
+
+def source_markdown(loaded: LoadedModel) -> str:
+    text = f"Model source: `{loaded.source}` ({loaded.location})."
+    return f"{text} {loaded.notice}" if loaded.notice else text

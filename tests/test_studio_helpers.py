@@ -79,3 +79,15 @@ def test_launch_settings_protect_medical_uploads():
     assert kwargs["run_history"] is False
     assert kwargs["max_file_size"] == settings.MAX_FILE_SIZE
     assert settings.IMAGE_FORMAT == "png"
+
+
+def test_get_model_warns_about_a_fallback(monkeypatch):
+    from studio.loader import LoadedModel, ModelSpec
+
+    warnings = []
+    fallback = LoadedModel("weights", "bundled", "hub", "assets/x", notice="Could not load 'org/x' from the Hugging Face Hub (offline); using the bundled model instead.")
+    monkeypatch.setattr(ui.MODELS, "get", lambda spec: fallback)
+    monkeypatch.setattr(ui.gr, "Warning", warnings.append)
+    assert ui.get_model(ModelSpec("x")) is fallback
+    assert warnings == [fallback.notice]
+    assert ui.source_markdown(fallback).startswith("Model source: `bundled` (assets/x). Could not load 'org/x'")
