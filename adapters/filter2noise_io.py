@@ -47,13 +47,15 @@ def _sniff(path: Path) -> str:
         raise BadInput("The file could not be opened.") from None
     if len(head) == 0:
         raise BadInput("The file is empty.")
+    if head[128:132] == b"DICM":  # first: a DICOM preamble may itself look like a TIFF header
+        return "dicom"
     if head[:8] == b"\x89PNG\r\n\x1a\n":
         return "png"
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return "tiff"
     if head[:6] == b"\x93NUMPY":
         return "npy"
-    if head[128:132] == b"DICM" or path.suffix.lower() in (".dcm", ".dicom", ".ima"):
+    if path.suffix.lower() in (".dcm", ".dicom", ".ima"):
         return "dicom"
     raise BadInput("This is not a file the CT tab can read: upload a DICOM slice (.dcm), a 16-bit "
                    "PNG or TIFF, or a .npy array in HU.")
@@ -63,13 +65,13 @@ def check_slice(hu: np.ndarray, what: str = "The image") -> np.ndarray:
     hu = np.asarray(hu)
     if hu.ndim != 2:
         raise BadInput(f"{what} has shape {hu.shape}; a single 2-D slice is needed.")
+    if not np.issubdtype(hu.dtype, np.number) or np.issubdtype(hu.dtype, np.complexfloating):
+        raise BadInput(f"{what} does not hold real numbers (dtype {hu.dtype}).")
     h, w = hu.shape
     if min(h, w) < MIN_SIDE:
         raise BadInput(f"{what} is {w}x{h} pixels; it must be at least {MIN_SIDE}x{MIN_SIDE}.")
     if max(h, w) > MAX_SIDE:
         raise BadInput(f"{what} is {w}x{h} pixels; the largest supported slice is {MAX_SIDE}x{MAX_SIDE}.")
-    if not np.issubdtype(hu.dtype, np.number) or np.issubdtype(hu.dtype, np.complexfloating):
-        raise BadInput(f"{what} does not hold real numbers (dtype {hu.dtype}).")
     hu = hu.astype(np.float32)
     bad = ~np.isfinite(hu)
     if bad.any():
@@ -161,8 +163,10 @@ def _functional_item(ds, frame: int, sequence: str):
     """An item of a functional group macro for one frame: per-frame first, then shared."""
     for groups, index in (("PerFrameFunctionalGroupsSequence", frame), ("SharedFunctionalGroupsSequence", 0)):
         seq = ds.get(groups)
-        if seq and len(seq) > index and sequence in seq[index] and len(seq[index][sequence]):
-            return seq[index][sequence][0]
+        if seq and len(seq) > index:
+            items = seq[index].get(sequence)
+            if items:
+                return items[0]
     return None
 
 
@@ -175,7 +179,8 @@ def _load_dicom(path: Path, frame: int | None) -> CTSlice:
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         raise BadInput("The DICOM file is corrupt or truncated and could not be parsed.") from None
     if "PixelData" not in ds and "FloatPixelData" not in ds:
-        raise BadInput("This DICOM file holds no image (no pixel data): it may be a report or a structure set.")
+        raise BadInput("This DICOM file holds no readable image (no pixel data): it may be truncated or corrupt, "
+                       "or it is not an image (a report, a plan, a structure set).")
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         raise BadInput("This DICOM holds a colour image (e.g. a screenshot); CT denoising needs a grey CT slice.")
     try:
@@ -342,3 +347,13 @@ def save_dicom(source: CTSlice, denoised_hu: np.ndarray, path, *, keep_identifie
         ds.ContentDate, ds.ContentTime = today.strftime("%Y%m%d"), today.strftime("%H%M%S")
     ds.save_as(str(path), enforce_file_format=True)
     return Path(path)
+
+
+def pydicom_test_file(name: str) -> Path:
+    """A file of pydicom's bundled test data (offline; `get_testdata_file` may try to download)."""
+    import pydicom
+
+    path = Path(pydicom.__file__).parent / "data" / "test_files" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"pydicom does not ship {name}")
+    return path
