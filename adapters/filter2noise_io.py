@@ -291,7 +291,7 @@ def deidentify(ds, uids: UIDMapper) -> None:
     for tag in [t for t in ds.keys() if (t.group & 0xFF00) in (0x5000, 0x6000)]:
         del ds[tag]  # curves and overlays can carry burned-in text
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = "DICOM PS3.15 Basic Application Confidentiality Profile (Adapter Studio)"
+    ds.DeidentificationMethod = "PS3.15 Basic Profile (Adapter Studio)"
     from pydicom.dataset import Dataset
 
     code = Dataset()
@@ -307,7 +307,8 @@ def _stored_values(hu: np.ndarray, slope: float, intercept: float) -> tuple[np.n
 
 
 def save_dicom(source: CTSlice, denoised_hu: np.ndarray, path, *, keep_identifiers: bool = False,
-               description: str = "Denoised with Filter2Noise", uids: UIDMapper | None = None) -> Path:
+               description: str = "Denoised with Filter2Noise", series_description: str = "Denoised (Filter2Noise)",
+               uids: UIDMapper | None = None) -> Path:
     """The denoised slice as DICOM with the source's geometry and rescale.
 
     New SOP and Series Instance UIDs, ImageType DERIVED\\SECONDARY, a derivation description, and
@@ -341,7 +342,7 @@ def save_dicom(source: CTSlice, denoised_hu: np.ndarray, path, *, keep_identifie
     image_type[:2] = ["DERIVED", "SECONDARY"]
     ds.ImageType = image_type
     ds.DerivationDescription = description[:1024]
-    ds.SeriesDescription = "Denoised (Filter2Noise)"
+    ds.SeriesDescription = series_description[:64]
     if keep_identifiers:
         today = _dt.datetime.now()
         ds.ContentDate, ds.ContentTime = today.strftime("%Y%m%d"), today.strftime("%H%M%S")
