@@ -142,9 +142,38 @@ def speed_rows(quick: bool) -> list[dict]:
     return rows
 
 
+def edge_and_flat(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edges: the top 10% gradient inside the object; flat: the bottom 40%, eroded away from edges."""
+    from scipy import ndimage
+
+    grad = np.hypot(ndimage.sobel(reference, 0), ndimage.sobel(reference, 1))
+    inside = ndimage.binary_erosion(reference > -500, iterations=3)
+    edges = inside & (grad > np.percentile(grad[inside], 90))
+    flat = inside & ndimage.binary_erosion(grad < np.percentile(grad[inside], 40), iterations=2)
+    return edges, flat
+
+
+def sigma_rows(quick: bool) -> list[dict]:
+    """How much the sigma maps vary, and edge versus flat means (the official maps vary < 2%)."""
+    noisy = np.load(ASSETS / "phantom_I0_1e4.npy")
+    reference = np.load(ASSETS / "phantom_reference.npy")
+    state = f2n.apply_model(f2n.fit(noisy, f2n.FitSettings()).model, noisy)
+    edges, flat = edge_and_flat(reference)
+    rows = []
+    for stage in range(len(state.base_sigmas)):
+        for name, st in f2n.sigma_map_stats(state, stage, edges, flat).items():
+            case = "phantom256_I0=1e4"
+            rows.append(_row(case, f"stage {stage + 1} {name} coefficient of variation", st["cv"],
+                             note=f"min {st['min']:.3g} max {st['max']:.3g}"))
+            rows.append(_row(case, f"stage {stage + 1} {name} edge/flat mean", st["edge_mean"] / st["flat_mean"],
+                             ratio=st["edge_mean"] / st["flat_mean"],
+                             note=f"edge {st['edge_mean']:.3g}, flat {st['flat_mean']:.3g}"))
+    return rows
+
+
 def run(quick: bool = False) -> list[dict]:
     torch.set_num_threads(1)
-    return quality_rows(quick) + speed_rows(quick)
+    return quality_rows(quick) + sigma_rows(quick) + speed_rows(quick)
 
 
 def main() -> None:
