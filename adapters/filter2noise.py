@@ -285,6 +285,9 @@ class FitSettings:
     weight_decay: float = 0.01
     crop: int = 64  # training crops (even; smaller is faster and scored as well here); whole slice if smaller
     seed: int = 0
+    # CPU threads while training: the ops act on 64x64 crops, too small to gain from intra-op
+    # threads; measured here 0.33 s/iteration with 1 thread against 1.54 s with 2 (None: leave as is)
+    threads: int | None = 1
 
 
 @dataclass
@@ -303,9 +306,20 @@ def fit(noisy_hu: np.ndarray, settings: FitSettings | None = None, config: F2NCo
         init_state: dict | None = None, on_step: Callable[[int, int], None] | None = None,
         device: torch.device | str = "cpu") -> FitResult:
     """Train a fresh Filter2Noise on one slice (HU, 2-D) with the self-supervised loss."""
+    s = settings or FitSettings()
+    previous = torch.get_num_threads()
+    if s.threads and torch.device(device).type == "cpu":
+        torch.set_num_threads(s.threads)
+    try:
+        return _fit(noisy_hu, s, config, init_state, on_step, device)
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
+def _fit(noisy_hu, s: FitSettings, config, init_state, on_step, device) -> FitResult:
     import time
 
-    s = settings or FitSettings()
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(s.seed)
     torch.manual_seed(s.seed)
