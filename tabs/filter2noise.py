@@ -251,6 +251,17 @@ def _examples() -> list[list]:
     return rows
 
 
+def _measured_markdown() -> str:
+    """The bench section of the model card, shown as is (numbers measured, never typed in here)."""
+    try:
+        text = (ASSET_DIR / "MODEL_CARD.md").read_text()
+    except OSError:
+        return "The model card is missing."
+    start = text.find("## Measured")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end > 0 else None].strip() if start >= 0 else "No measured figures yet."
+
+
 def build() -> None:
     from adapters.filter2noise_pipeline import DEFAULT_ITERATIONS, MAX_ITERATIONS
     from adapters.filter2noise_view import CUSTOM, WINDOWS
@@ -303,6 +314,8 @@ def build() -> None:
         base_btn = gr.Button("Run baselines: OpenCV bilateral, BM3D, ZS-N2N", elem_id="filter2noise-baselines")
         base_gallery = gr.Gallery(label="Baselines, same window", columns=3, format=settings.IMAGE_FORMAT, height="auto")
         base_table = gr.Markdown()
+    with gr.Accordion("How it scores: bench figures from the model card", open=False):
+        gr.Markdown(_measured_markdown())
     gr.Examples(_examples(), inputs=[file, reference, window], elem_id="filter2noise-examples",
                 label="Examples: CT_small at simulated low dose (5,000 photons), Shepp-Logan phantom at 10,000 and 2,500 "
                       "photons, each with its noiseless reference; CT_small as shipped (a clean slice, no reference)")
