@@ -119,6 +119,9 @@ def _fit_on_device(ct, fit_settings, on_step=None):
     device = compute_device()
     loaded = MODELS.get(SPEC).value
     state, losses = fit_slice(ct, fit_settings, on_step=on_step, device=device, init_state=loaded["init_state"])
+    if device.type == "cpu" and fit_settings.threads:  # training ran with this many threads (see FitSettings)
+        n = fit_settings.threads
+        return state, losses, f"CPU ({n} thread{'s' if n != 1 else ''})"
     return state, losses, device_label(device)
 
 
