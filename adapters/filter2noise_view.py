@@ -88,9 +88,10 @@ def sigma_figure(stage_sigmas: list[np.ndarray], spacing_mm: tuple[float, float]
         ]
         rows.append(panels)
     width = sum(p.width for p in rows[0])
-    height = sum(r[0].height for r in rows)
+    header = 28  # room for the image label Gradio overlays at the top-left
+    height = header + sum(r[0].height for r in rows)
     sheet = Image.new("RGB", (width, height), "white")
-    y = 0
+    y = header
     for panels in rows:
         x = 0
         for p in panels:
