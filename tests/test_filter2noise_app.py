@@ -77,3 +77,32 @@ def test_api_denoise_edit_reset_and_bad_input(studio_client, tmp_path):
         with pytest.raises(AppError, match=message):
             studio_client.predict(handle_file(str(bad)), None, None, WINDOW, 400, 40, 10, 400, False,
                                   api_name="/filter2noise_denoise")
+
+
+def test_sigma_colours_are_fixed_not_stretched_per_image():
+    from adapters.filter2noise_view import colormap
+
+    narrow = np.array([[1.0, 1.02]])
+    wide = np.array([[1.0, 3.0]])
+    # the same sigma gets the same colour whatever else is in the map, and a 2% spread stays subtle
+    np.testing.assert_array_equal(colormap(narrow, 0, 3)[0, 0], colormap(wide, 0, 3)[0, 0])
+    assert np.abs(colormap(narrow, 0, 3)[0, 0].astype(int) - colormap(narrow, 0, 3)[0, 1]).max() <= 6
+
+
+def test_baselines_run_and_are_scored_against_the_reference():
+    from adapters import filter2noise as f2n
+    from adapters.filter2noise_io import CTSlice
+    from adapters.filter2noise_pipeline import Session, run_baselines
+
+    rng = np.random.default_rng(0)
+    reference = np.zeros((48, 48), np.float32)
+    reference[12:36, 12:36] = 100
+    noisy = reference + rng.normal(0, 30, reference.shape).astype(np.float32)
+    state = f2n.apply_model(f2n.fit(noisy, f2n.FitSettings(iterations=3)).model, noisy)
+    results = run_baselines(Session(CTSlice(noisy), state, reference, 1.0), zs_iterations=3)
+    names = [name for name, _, _ in results]
+    assert names[0] == "Filter2Noise" and any("BM3D" in n for n in names) and any("upper bound" in n for n in names)
+    for name, image, caption in results:
+        assert image.shape == noisy.shape and "PSNR" in caption
+    oracle = next(image for name, image, _ in results if "upper bound" in name)
+    assert np.sqrt(np.mean((oracle - reference) ** 2)) < 0.8 * np.sqrt(np.mean((noisy - reference) ** 2))
