@@ -1,0 +1,360 @@
+"""Reading CT slices into HU and writing the denoised slice back out (DICOM, 16-bit PNG, .npy).
+
+Every problem with an input becomes a `BadInput` with a plain message. Patient identifiers are
+never logged or returned in any message; DICOM output is de-identified by default following the
+DICOM PS3.15 basic application-level confidentiality profile (the attributes this kind of slice
+carries), with new UIDs, ImageType DERIVED and a derivation description.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from studio.errors import BadInput
+
+MIN_SIDE = 16
+MAX_SIDE = 2048
+PNG16_OFFSET = 1024  # 16-bit PNG/TIFF convention (ours, on read and write): value = HU + 1024
+
+
+@dataclass
+class CTSlice:
+    hu: np.ndarray  # float32, (rows, cols)
+    spacing_mm: tuple[float, float] = (1.0, 1.0)  # (row spacing = y, column spacing = x)
+    kind: str = "npy"
+    frame: int = 0
+    frames: int = 1
+    notes: list[str] = field(default_factory=list)
+    dataset: object | None = None  # the pydicom Dataset, for writing DICOM back
+
+    @property
+    def spacing_known(self) -> bool:
+        return self.kind == "dicom"
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+def _sniff(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        raise BadInput("The file could not be opened.") from None
+    if len(head) == 0:
+        raise BadInput("The file is empty.")
+    if head[128:132] == b"DICM":  # first: a DICOM preamble may itself look like a TIFF header
+        return "dicom"
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if head[:6] == b"\x93NUMPY":
+        return "npy"
+    if path.suffix.lower() in (".dcm", ".dicom", ".ima"):
+        return "dicom"
+    raise BadInput("This is not a file the CT tab can read: upload a DICOM slice (.dcm), a 16-bit "
+                   "PNG or TIFF, or a .npy array in HU.")
+
+
+def check_slice(hu: np.ndarray, what: str = "The image") -> np.ndarray:
+    hu = np.asarray(hu)
+    if hu.ndim != 2:
+        raise BadInput(f"{what} has shape {hu.shape}; a single 2-D slice is needed.")
+    if not np.issubdtype(hu.dtype, np.number) or np.issubdtype(hu.dtype, np.complexfloating):
+        raise BadInput(f"{what} does not hold real numbers (dtype {hu.dtype}).")
+    h, w = hu.shape
+    if min(h, w) < MIN_SIDE:
+        raise BadInput(f"{what} is {w}x{h} pixels; it must be at least {MIN_SIDE}x{MIN_SIDE}.")
+    if max(h, w) > MAX_SIDE:
+        raise BadInput(f"{what} is {w}x{h} pixels; the largest supported slice is {MAX_SIDE}x{MAX_SIDE}.")
+    hu = hu.astype(np.float32)
+    bad = ~np.isfinite(hu)
+    if bad.any():
+        raise BadInput(f"{what} contains {int(bad.sum())} NaN or infinite values; fix or mask them first.")
+    if float(hu.max() - hu.min()) == 0.0:
+        raise BadInput(f"{what} is constant ({float(hu.flat[0]):g} everywhere): there is no noise to remove.")
+    if hu.min() < -5000 or hu.max() > 40000:
+        raise BadInput(f"{what} has values from {hu.min():g} to {hu.max():g}, which are not HU; "
+                       "convert it to Hounsfield units first.")
+    return hu
+
+
+def _pick_frame(volume: np.ndarray, frame: int | None, notes: list[str], what: str) -> tuple[np.ndarray, int, int]:
+    frames = volume.shape[0]
+    index = frames // 2 if frame is None else int(frame)
+    if not 0 <= index < frames:
+        raise BadInput(f"{what} has {frames} frames (0 to {frames - 1}); frame {index} does not exist.")
+    notes.append(f"{what} holds {frames} frames; using frame {index}.")
+    return volume[index], index, frames
+
+
+def load_slice(path, frame: int | None = None) -> CTSlice:
+    """Read one slice in HU. ``frame`` picks a frame of a multi-frame file or 3-D array (default:
+    the middle one)."""
+    path = Path(path)
+    kind = _sniff(path)
+    if kind == "dicom":
+        return _load_dicom(path, frame)
+    if kind == "npy":
+        return _load_npy(path, frame)
+    return _load_raster(path, kind, frame)
+
+
+def _load_npy(path: Path, frame: int | None) -> CTSlice:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception:
+        raise BadInput("The .npy file is corrupt or holds Python objects; save a plain numeric array in HU.") from None
+    notes: list[str] = []
+    index, frames = 0, 1
+    if arr.ndim == 3:
+        arr, index, frames = _pick_frame(arr, frame, notes, "The array")
+    elif arr.ndim != 2:
+        raise BadInput(f"The array has shape {arr.shape}; give a 2-D slice (or a 3-D stack of slices) in HU.")
+    return CTSlice(check_slice(arr, "The array"), kind="npy", frame=index, frames=frames, notes=notes)
+
+
+def _load_raster(path: Path, kind: str, frame: int | None) -> CTSlice:
+    import cv2
+
+    notes: list[str] = []
+    ok, pages = cv2.imreadmulti(str(path), flags=cv2.IMREAD_UNCHANGED) if kind == "tiff" else (True, None)
+    if kind == "tiff":
+        if not ok or not pages:
+            raise BadInput("The TIFF file could not be decoded (corrupt or an unsupported layout).")
+        if len(pages) > 1:
+            _, index, _ = _pick_frame(np.arange(len(pages)), frame, notes, "The TIFF")
+            img = pages[index]
+        else:
+            img = pages[0]
+    else:
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise BadInput("The PNG file could not be decoded (corrupt or truncated).")
+    if img.ndim == 3:
+        colour = img[..., :3].astype(np.float64)
+        if np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 1], colour[..., 2]):
+            notes.append("The image is stored as RGB with equal channels; using one channel.")
+            img = img[..., 0]
+        else:
+            notes.append("The image is in colour; it was converted to grey (luminance). CT slices are grey.")
+            img = (0.114 * colour[..., 0] + 0.587 * colour[..., 1] + 0.299 * colour[..., 2]).astype(img.dtype)
+    if img.dtype == np.uint16:
+        hu = img.astype(np.float32) - PNG16_OFFSET
+        notes.append(f"16-bit image read as HU = value - {PNG16_OFFSET} (the convention of this tab's PNG export).")
+    elif img.dtype == np.uint8:
+        hu = img.astype(np.float32) / 255.0 * 4095.0 - 1024.0
+        notes.append("8-bit image: grey levels were spread linearly over -1024..3071 HU. They are not real HU, so "
+                     "sigma_range and the windows are only nominal; export 16-bit or DICOM for real HU.")
+    elif np.issubdtype(img.dtype, np.floating) or img.dtype == np.int16:
+        hu = img.astype(np.float32)
+        notes.append("Image values are used as HU directly.")
+    else:
+        raise BadInput(f"Unsupported pixel type {img.dtype}; use 8/16-bit PNG or TIFF, or a .npy array in HU.")
+    return CTSlice(check_slice(hu), kind=kind, notes=notes)
+
+
+def _functional_item(ds, frame: int, sequence: str):
+    """An item of a functional group macro for one frame: per-frame first, then shared."""
+    for groups, index in (("PerFrameFunctionalGroupsSequence", frame), ("SharedFunctionalGroupsSequence", 0)):
+        seq = ds.get(groups)
+        if seq and len(seq) > index:
+            items = seq[index].get(sequence)
+            if items:
+                return items[0]
+    return None
+
+
+def _load_dicom(path: Path, frame: int | None) -> CTSlice:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(str(path))
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        raise BadInput("The DICOM file is corrupt or truncated and could not be parsed.") from None
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        raise BadInput("This DICOM file holds no readable image (no pixel data): it may be truncated or corrupt, "
+                       "or it is not an image (a report, a plan, a structure set).")
+    if int(ds.get("SamplesPerPixel", 1)) != 1:
+        raise BadInput("This DICOM holds a colour image (e.g. a screenshot); CT denoising needs a grey CT slice.")
+    try:
+        arr = ds.pixel_array
+    except (NotImplementedError, RuntimeError) as exc:
+        syntax = ds.file_meta.get("TransferSyntaxUID", None) if hasattr(ds, "file_meta") else None
+        name = getattr(syntax, "name", str(syntax))
+        raise BadInput(f"The pixel data is compressed ({name}) and none of the installed decoders can read it. "
+                       "Convert the file to an uncompressed transfer syntax (e.g. `gdcmconv --raw` or "
+                       "`dcmdjpeg`) and upload it again.") from exc
+    except (ValueError, EOFError, OSError, AttributeError, KeyError, TypeError):
+        raise BadInput("The DICOM pixel data is truncated or inconsistent with its header and cannot be read.") from None
+    notes: list[str] = []
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    index = 0
+    if frames > 1:
+        arr, index, frames = _pick_frame(arr, frame, notes, "The DICOM")
+    elif arr.ndim != 2:
+        raise BadInput(f"The DICOM pixel data has shape {arr.shape}; a grey slice is needed.")
+    item = _functional_item(ds, index, "PixelValueTransformationSequence")
+    source = item if item is not None else ds
+    slope = float(source.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(source.get("RescaleIntercept", 0.0) or 0.0)
+    if "RescaleSlope" not in source and "RescaleIntercept" not in source:
+        notes.append("No rescale slope/intercept in the file: stored values are used as HU.")
+    hu = arr.astype(np.float64) * slope + intercept
+    modality = str(ds.get("Modality", ""))
+    if modality and modality != "CT":
+        notes.append(f"Modality is {modality}, not CT: values are treated as HU, so sigma_range in HU is only nominal.")
+    measures = _functional_item(ds, index, "PixelMeasuresSequence")
+    spacing = (measures or ds).get("PixelSpacing", None) or ds.get("ImagerPixelSpacing", None)
+    if spacing is not None and len(spacing) == 2 and float(spacing[0]) > 0 and float(spacing[1]) > 0:
+        spacing_mm = (float(spacing[0]), float(spacing[1]))
+    else:
+        spacing_mm = (1.0, 1.0)
+        notes.append("No pixel spacing in the file: 1 mm per pixel assumed for the sigma maps.")
+    return CTSlice(check_slice(hu, "The DICOM slice"), spacing_mm, "dicom", index, frames, notes, ds)
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+def save_npy(hu: np.ndarray, path) -> Path:
+    np.save(path, np.asarray(hu, np.float32))
+    return Path(path)
+
+
+def save_png16(hu: np.ndarray, path) -> Path:
+    import cv2
+
+    values = np.clip(np.rint(np.asarray(hu, np.float64) + PNG16_OFFSET), 0, 65535).astype(np.uint16)
+    if not cv2.imwrite(str(path), values):
+        raise OSError(f"could not write {path}")
+    return Path(path)
+
+
+# Attributes the basic profile removes (X) or empties (Z) that a CT slice may carry. Type 2
+# attributes of the CT modules (patient name/id/birth date/sex, study date/time, referring
+# physician, accession number, study id) are emptied so the file stays valid.
+_EMPTY = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+    "ReferringPhysicianName", "AccessionNumber", "StudyID",
+)
+_REMOVE = (
+    "PatientAge", "PatientSize", "PatientWeight", "PatientAddress", "PatientTelephoneNumbers", "PatientBirthTime",
+    "PatientBirthName", "PatientMotherBirthName", "OtherPatientIDs", "OtherPatientIDsSequence", "OtherPatientNames",
+    "IssuerOfPatientID", "EthnicGroup", "Occupation", "AdditionalPatientHistory", "PatientComments",
+    "MedicalRecordLocator", "MilitaryRank", "BranchOfService", "CountryOfResidence", "RegionOfResidence",
+    "ResponsiblePerson", "PatientInsurancePlanCodeSequence", "ReferencedPatientSequence", "PatientReligiousPreference",
+    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "ReferringPhysicianAddress",
+    "ReferringPhysicianTelephoneNumbers", "PerformingPhysicianName", "OperatorsName", "PhysiciansOfRecord",
+    "NameOfPhysiciansReadingStudy", "RequestingPhysician", "StationName", "DeviceSerialNumber",
+    "SeriesDate", "AcquisitionDate", "ContentDate", "SeriesTime", "AcquisitionTime", "ContentTime",
+    "AcquisitionDateTime", "InstanceCreationDate", "InstanceCreationTime", "InstanceCreatorUID",
+    "StudyDescription", "SeriesDescription", "ImageComments", "ProtocolName", "RequestAttributesSequence",
+    "PerformedProcedureStepID", "PerformedProcedureStepDescription", "PerformedProcedureStepStartDate",
+    "PerformedProcedureStepStartTime", "ScheduledProcedureStepDescription", "ReferencedStudySequence",
+    "ReferencedPerformedProcedureStepSequence", "ReferencedImageSequence", "SourceImageSequence",
+    "AdmittingDiagnosesDescription", "DerivationDescription", "FrameComments", "TextComments",
+    "RequestedProcedureDescription", "ContrastBolusAgent", "StorageMediaFileSetUID", "IrradiationEventUID",
+)
+_UIDS_REPLACED = ("StudyInstanceUID", "FrameOfReferenceUID", "SynchronizationFrameOfReferenceUID")
+
+
+class UIDMapper:
+    """Replacement UIDs, consistent within one export (one salt), unlinkable across exports."""
+
+    def __init__(self, salt: str | None = None):
+        self.salt = salt or secrets.token_hex(16)
+
+    def __call__(self, original: str, purpose: str = "") -> str:
+        from pydicom.uid import generate_uid
+
+        return generate_uid(entropy_srcs=[self.salt, purpose, str(original)])
+
+
+def deidentify(ds, uids: UIDMapper) -> None:
+    """In place: the basic profile's removals, UID replacement, private tags and overlays gone."""
+    for keyword in _EMPTY:
+        if keyword in ds:
+            ds.data_element(keyword).value = ""
+    for keyword in _REMOVE:
+        if keyword in ds:
+            delattr(ds, keyword)
+    for keyword in _UIDS_REPLACED:
+        if keyword in ds:
+            setattr(ds, keyword, uids(ds.data_element(keyword).value, keyword))
+    ds.remove_private_tags()
+    for tag in [t for t in ds.keys() if (t.group & 0xFF00) in (0x5000, 0x6000)]:
+        del ds[tag]  # curves and overlays can carry burned-in text
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = "PS3.15 Basic Profile (Adapter Studio)"
+    from pydicom.dataset import Dataset
+
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "113100", "DCM", "Basic Application Confidentiality Profile"
+    ds.DeidentificationMethodCodeSequence = [code]
+
+
+def _stored_values(hu: np.ndarray, slope: float, intercept: float) -> tuple[np.ndarray, bool]:
+    stored = np.rint((np.asarray(hu, np.float64) - intercept) / slope)
+    signed = stored.min() < 0
+    lo, hi = (-32768, 32767) if signed else (0, 65535)
+    return np.clip(stored, lo, hi).astype(np.int16 if signed else np.uint16), signed
+
+
+def save_dicom(source: CTSlice, denoised_hu: np.ndarray, path, *, keep_identifiers: bool = False,
+               description: str = "Denoised with Filter2Noise", series_description: str = "Denoised (Filter2Noise)",
+               uids: UIDMapper | None = None) -> Path:
+    """The denoised slice as DICOM with the source's geometry and rescale.
+
+    New SOP and Series Instance UIDs, ImageType DERIVED\\SECONDARY, a derivation description, and
+    unless ``keep_identifiers`` the basic-profile de-identification. A frame of a multi-frame file
+    is written as a one-frame object of the same class.
+    """
+    if source.dataset is None:
+        raise BadInput("DICOM output needs a DICOM input (it copies the geometry and rescale from it).")
+    ds = copy.deepcopy(source.dataset)
+    uids = uids or UIDMapper()
+    item = _functional_item(ds, source.frame, "PixelValueTransformationSequence")
+    rescale = item if item is not None else ds
+    slope = float(rescale.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(rescale.get("RescaleIntercept", 0.0) or 0.0)
+    if source.frames > 1:
+        ds.NumberOfFrames = 1
+        per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+        if per_frame and len(per_frame) > source.frame:
+            ds.PerFrameFunctionalGroupsSequence = [per_frame[source.frame]]
+    original_sop = str(ds.get("SOPInstanceUID", ""))
+    original_series = str(ds.get("SeriesInstanceUID", ""))
+    if not keep_identifiers:
+        deidentify(ds, uids)
+    stored, signed = _stored_values(denoised_hu, slope, intercept)
+    ds.set_pixel_data(stored, photometric_interpretation="MONOCHROME2", bits_stored=16, generate_instance_uid=False)
+    ds.PixelRepresentation = 1 if signed else 0
+    ds.SOPInstanceUID = uids(original_sop + f"/frame{source.frame}", "SOPInstanceUID")
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.SeriesInstanceUID = uids(original_series, "SeriesInstanceUID")
+    image_type = list(ds.get("ImageType", ["DERIVED", "SECONDARY"]))
+    image_type[:2] = ["DERIVED", "SECONDARY"]
+    ds.ImageType = image_type
+    ds.DerivationDescription = description[:1024]
+    ds.SeriesDescription = series_description[:64]
+    if keep_identifiers:
+        today = _dt.datetime.now()
+        ds.ContentDate, ds.ContentTime = today.strftime("%Y%m%d"), today.strftime("%H%M%S")
+    ds.save_as(str(path), enforce_file_format=True)
+    return Path(path)
+
+
+def pydicom_test_file(name: str) -> Path:
+    """A file of pydicom's bundled test data (offline; `get_testdata_file` may try to download)."""
+    import pydicom
+
+    path = Path(pydicom.__file__).parent / "data" / "test_files" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"pydicom does not ship {name}")
+    return path

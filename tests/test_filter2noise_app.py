@@ -1,0 +1,108 @@
+"""The CT tab through its handlers and through the running app's API (gradio_client)."""
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+
+from adapters.filter2noise import estimate_noise_hu
+from adapters.filter2noise_io import load_slice
+from adapters.filter2noise_pipeline import pick_region, region_from_editor
+from studio.errors import BadInput
+
+ASSETS = __import__("pathlib").Path(__file__).resolve().parent.parent / "assets" / "filter2noise"
+WINDOW = "Soft tissue (W400 / L40)"
+
+
+def test_painted_mask_is_the_alpha_of_the_first_layer():
+    layer = np.zeros((20, 30, 4), np.uint8)
+    layer[5:9, 10:20, 3] = 255
+    value = {"background": np.zeros((20, 30, 4), np.uint8), "layers": [layer], "composite": None}
+    mask = region_from_editor(value, (20, 30))
+    assert mask.sum() == 40 and mask[5:9, 10:20].all()
+    # a box overrides the brush; neither gives a clear message
+    assert pick_region(value, "0,0,3,2", (20, 30)).sum() == 6
+    with pytest.raises(BadInput, match="Mark a region first"):
+        pick_region({"background": None, "layers": [], "composite": None}, "", (20, 30))
+    with pytest.raises(BadInput, match="four numbers"):
+        pick_region(None, "1,2,3", (20, 30))
+
+
+def _path(value):
+    return value if isinstance(value, str) else value["path"] if isinstance(value, dict) else value[0]
+
+
+@pytest.mark.e2e
+def test_api_denoise_edit_reset_and_bad_input(studio_client, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    ct = ASSETS / "CT_small_I0_5e3.dcm"
+    reference = np.load(ASSETS / "CT_small_reference.npy")
+    out = studio_client.predict(handle_file(str(ct)), None, None, WINDOW, 400, 40, 30, 400, False,
+                                api_name="/filter2noise_denoise")
+    slider, residual, sigmas, editor, metrics, edits, downloads, status = out
+    assert "Done in" in status and "30 iterations" in status
+    assert "No reference image" in metrics
+    files = {p.rsplit(".", 1)[-1]: p for p in (_path(d) for d in downloads)}
+    assert set(files) == {"dcm", "npy", "png"}
+    noisy = load_slice(ct).hu
+    denoised = np.load(files["npy"])
+    assert denoised.shape == noisy.shape
+    assert estimate_noise_hu(denoised) < 0.6 * estimate_noise_hu(noisy)
+    # closer to the noiseless reference than the input was (RMSE in HU)
+    rmse = lambda a: float(np.sqrt(np.mean((a - reference) ** 2)))
+    assert rmse(denoised) < 0.75 * rmse(noisy), (rmse(denoised), rmse(noisy))
+    dicom = pydicom.dcmread(files["dcm"])
+    assert str(dicom.PatientName) == "" and dicom.PatientIdentityRemoved == "YES"
+    np.testing.assert_allclose(load_slice(files["dcm"]).hu, np.rint(denoised), atol=0.51)
+
+    out = studio_client.predict(None, "40,40,80,80", 3.0, WINDOW, 400, 40, False, api_name="/filter2noise_edit")
+    edited = np.load([p for p in (_path(d) for d in out[6]) if p.endswith(".npy")][0])
+    changed = edited != denoised
+    assert changed[40:80, 40:80].mean() > 0.5
+    outside = np.ones_like(changed)
+    outside[40 - 5:80 + 5, 40 - 5:80 + 5] = False
+    assert not changed[outside].any()
+    assert "x3 on 1600 px" in out[5]
+
+    out = studio_client.predict(WINDOW, 400, 40, False, api_name="/filter2noise_reset")
+    reset = np.load([p for p in (_path(d) for d in out[6]) if p.endswith(".npy")][0])
+    np.testing.assert_array_equal(reset, denoised)
+
+    for name, message in (("notes.txt", "Invalid file type"), ("notes.png", "not a file the CT tab can read"),
+                          ("notes.dcm", "corrupt or truncated")):
+        bad = tmp_path / name
+        bad.write_text("not an image")
+        with pytest.raises(AppError, match=message):
+            studio_client.predict(handle_file(str(bad)), None, None, WINDOW, 400, 40, 10, 400, False,
+                                  api_name="/filter2noise_denoise")
+
+
+def test_sigma_colours_are_fixed_not_stretched_per_image():
+    from adapters.filter2noise_view import colormap
+
+    narrow = np.array([[1.0, 1.02]])
+    wide = np.array([[1.0, 3.0]])
+    # the same sigma gets the same colour whatever else is in the map, and a 2% spread stays subtle
+    np.testing.assert_array_equal(colormap(narrow, 0, 3)[0, 0], colormap(wide, 0, 3)[0, 0])
+    assert np.abs(colormap(narrow, 0, 3)[0, 0].astype(int) - colormap(narrow, 0, 3)[0, 1]).max() <= 6
+
+
+def test_baselines_run_and_are_scored_against_the_reference():
+    from adapters import filter2noise as f2n
+    from adapters.filter2noise_io import CTSlice
+    from adapters.filter2noise_pipeline import Session, run_baselines
+
+    rng = np.random.default_rng(0)
+    reference = np.zeros((48, 48), np.float32)
+    reference[12:36, 12:36] = 100
+    noisy = reference + rng.normal(0, 30, reference.shape).astype(np.float32)
+    state = f2n.apply_model(f2n.fit(noisy, f2n.FitSettings(iterations=3)).model, noisy)
+    results = run_baselines(Session(CTSlice(noisy), state, reference, 1.0), zs_iterations=3)
+    names = [name for name, _, _ in results]
+    assert names[0] == "Filter2Noise" and any("BM3D" in n for n in names) and any("upper bound" in n for n in names)
+    for name, image, caption in results:
+        assert image.shape == noisy.shape and "PSNR" in caption
+    oracle = next(image for name, image, _ in results if "upper bound" in name)
+    assert np.sqrt(np.mean((oracle - reference) ** 2)) < 0.8 * np.sqrt(np.mean((noisy - reference) ** 2))
