@@ -28,7 +28,9 @@ def page(studio_server):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(studio_server, wait_until="networkidle")
+        # Not "networkidle": Gradio keeps a connection open; the tab list showing means it rendered.
+        page.goto(studio_server, wait_until="load", timeout=120_000)
+        page.get_by_role("tab", name="About", exact=True).wait_for(timeout=120_000)
         yield page
         browser.close()
 
