@@ -36,6 +36,9 @@ PRETRAIN = dict(seed=3000, n=2048, modes=("salient",))
 BACKBONE_STEPS, BACKBONE_BATCH = 600, 32
 STEPS, BATCH = 500, 16
 LR, BACKBONE_LR = 1e-3, 2e-4
+# Zero-initialised gates (every `gamma`) learn 10x faster and without weight decay: at the common
+# rate they stayed near 0.03 after 500 steps and FGSAttn had no measurable effect (see the card).
+GATE_LR = 1e-2
 
 
 def dataset(spec: dict):
@@ -164,19 +167,22 @@ def run_name(variant: str, seed: int, tag: str = "") -> str:
     return f"{variant}{tag}_s{seed}"
 
 
-def train_variant(variant: str, seed: int, steps: int = STEPS, tag: str = "", **overrides) -> dict:
+def train_variant(variant: str, seed: int, steps: int = STEPS, tag: str = "", gate_lr: float = GATE_LR, **overrides) -> dict:
     """Train one variant from one seed on camouflage + spectral scenes and score the test set."""
     runs = CKPT / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     name = run_name(variant, seed, tag)
-    result_path = runs / f"{name}.json"
+    result_path = runs / f"{name}_result.json"
     if result_path.is_file():
         return json.loads(result_path.read_text())
     model = build(variant, seed, **overrides)
     images, masks, _ = dataset(TRAIN)
-    groups = [{"params": [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("backbone.")], "lr": LR}]
+    new = [(n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith("backbone.")]
+    groups = [{"params": [p for n, p in new if not n.endswith("gamma")], "lr": LR},
+              {"params": [p for n, p in new if n.endswith("gamma")], "lr": gate_lr, "weight_decay": 0.0}]
     if variant == "full":
         groups.append({"params": list(model.backbone.parameters()), "lr": BACKBONE_LR})
+    groups = [g for g in groups if g["params"]]
     optimiser = torch.optim.AdamW(groups, weight_decay=0.01)
     def batch(step):
         idx = torch.randint(0, len(images), (BATCH,), generator=torch.Generator().manual_seed((10_000 + seed) * 100_003 + step))
@@ -188,7 +194,7 @@ def train_variant(variant: str, seed: int, steps: int = STEPS, tag: str = "", **
     cpu = _loop(runs / f"{name}.pt", {"model": model}, optimiser, steps, batch, lambda x, m: structure_loss(model(x), m))
     test_images, test_masks, test_modes = dataset(TEST)
     result = dict(
-        variant=variant, seed=seed, tag=tag, steps=steps, overrides=overrides,
+        variant=variant, seed=seed, tag=tag, steps=steps, gate_lr=gate_lr, overrides=overrides,
         trainable_params=count_params(model, trainable=True), frozen_params=count_params(model.backbone),
         cpu_seconds=cpu, metrics=evaluate(model, test_images, test_masks, test_modes),
     )
