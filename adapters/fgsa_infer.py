@@ -39,7 +39,6 @@ def read_rgb(path: str | Path) -> np.ndarray:
         raise BadInput("The image file could not be found: upload it again.")
     if path.stat().st_size > MAX_FILE_BYTES:
         raise BadInput(f"The file is {path.stat().st_size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB.")
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
         with Image.open(path) as img:
             w, h = img.size
@@ -58,7 +57,9 @@ def read_rgb(path: str | Path) -> np.ndarray:
             rgb = np.asarray(img.convert("RGB"))
     except BadInput:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:
+        raise BadInput(f"The image has more than {MAX_PIXELS // 1_000_000} megapixels. Downscale it first.") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise BadInput(f"'{path.name}' is not an image we can read ({type(exc).__name__}); use PNG, JPEG, WebP or BMP.") from None
     h, w = rgb.shape[:2]
     if min(h, w) < MIN_SIDE:
@@ -257,3 +258,15 @@ def bands_covering(model, site: str, band: tuple[float, float]) -> list[int]:
         if any(band[0] <= r * per_ring <= band[1] for r in rings):
             hit.append(index)
     return hit
+
+
+def known_band_gains(model, site: str | None) -> dict[str, torch.Tensor]:
+    """Gains that zero the user bands holding the spectral scenes' object and background
+    frequencies, at one site or (None) at every site."""
+    from adapters.fgsa_data import BACKGROUND_BAND, OBJECT_BAND
+
+    gains = {}
+    for name in ([site] if site else model.site_names()):
+        known = set(bands_covering(model, name, OBJECT_BAND)) | set(bands_covering(model, name, BACKGROUND_BAND))
+        gains |= site_gains(model, name, [0.0 if i in known else 1.0 for i in range(len(BAND_NAMES))])
+    return gains

@@ -12,7 +12,7 @@ import torch
 
 from adapters.fgsa import VARIANTS
 from adapters.fgsa_data import BACKGROUND_BAND, OBJECT_BAND, make_dataset
-from adapters.fgsa_infer import BAND_NAMES, site_gains
+from adapters.fgsa_infer import BAND_NAMES, known_band_gains, site_gains
 from adapters.fgsa_model import attach, tiny_vit_from
 from studio.loader import read_bundled
 from training import train_fgsa as T
@@ -64,20 +64,57 @@ def load_run_model(variant: str, seed: int, tag: str = ""):
     return attach(vit, tensors, config)
 
 
+def _s_by_mode(model, images, masks, modes, gains=None) -> dict:
+    res = T.evaluate(model, images, masks, modes, gains=gains)
+    return {mode: res[mode]["S"] for mode in res if mode != "all"}
+
+
+@torch.no_grad()
+def reliance(model, images, masks, modes) -> dict:
+    """S with no edit, with the known bands suppressed everywhere, and with every FGSAttn closed."""
+    if not model.site_names():
+        return {}
+    closed = site_gains(model, model.site_names()[0], [0.0] * len(BAND_NAMES), all_sites=True)
+    return {"none": _s_by_mode(model, images, masks, modes),
+            "known_bands_off": _s_by_mode(model, images, masks, modes, known_band_gains(model, None)),
+            "all_closed": _s_by_mode(model, images, masks, modes, closed)}
+
+
+@torch.no_grad()
+def learned_ring_gains(model, images, modes, mode: str = "spectral") -> dict:
+    """Mean learned gain of every ring at every site over one mode's test scenes, and which rings
+    hold the object / background band there."""
+    from adapters.fgsa_infer import site_stride
+
+    pick = [i for i, m in enumerate(modes) if m == mode]
+    probes: dict = {}
+    model.eval()
+    model(images[pick], probes=probes)
+    out = {}
+    for site in model.site_names():
+        attn = model.site(site)
+        gains = attn.analyse(probes[site])["learned_gain"].mean((0, 1))
+        per_ring = 1.0 / (site_stride(model, site) * 2 * (attn.n_rings - 1))
+        out[site] = {"gain": [round(float(g), 3) for g in gains],
+                     "object_rings": [r for r in range(attn.n_rings) if OBJECT_BAND[0] <= r * per_ring <= OBJECT_BAND[1]],
+                     "background_rings": [r for r in range(attn.n_rings) if BACKGROUND_BAND[0] <= r * per_ring <= BACKGROUND_BAND[1]],
+                     "gamma_mean_abs": float(attn.gamma.abs().mean())}
+    return out
+
+
 @torch.no_grad()
 def band_suppression(model, images, masks, modes) -> dict:
     """S-measure on each mode's test scenes with one band set to 0, per site and at all sites."""
-    out = {}
-    base = T.evaluate(model, images, masks, modes)
-    out["none"] = {mode: base[mode]["S"] for mode in base if mode != "all"}
+    out = reliance(model, images, masks, modes)
+    for site in model.site_names():
+        out[f"{site}:known"] = _s_by_mode(model, images, masks, modes, known_band_gains(model, site))
     sites = model.site_names() + ["all"]
     for site in sites:
         for b, band in enumerate(BAND_NAMES):
             scales = [1.0] * len(BAND_NAMES)
             scales[b] = 0.0
             gains = site_gains(model, model.site_names()[0], scales, all_sites=True) if site == "all" else site_gains(model, site, scales)
-            res = T.evaluate(model, images, masks, modes, gains=gains)
-            out[f"{site}:{band}"] = {mode: res[mode]["S"] for mode in res if mode != "all"}
+            out[f"{site}:{band}"] = _s_by_mode(model, images, masks, modes, gains)
     return out
 
 
@@ -116,15 +153,21 @@ def write_card(bundled_seed: int = 0) -> dict:
     images, masks, modes = T.dataset(T.TEST)
     model = load_run_model("fgsa", bundled_seed)
     suppression = band_suppression(model, images, masks, modes)
+    ring_gains = learned_ring_gains(model, images, modes)
     rows = summarise(runs)
     # the example site is the one whose strongest band matters most on spectral scenes
-    drops = {k: suppression["none"]["spectral"] - v["spectral"] for k, v in suppression.items() if k != "none" and not k.startswith("all:")}
+    drops = {k: suppression["none"]["spectral"] - v["spectral"] for k, v in suppression.items() if k.endswith(":known")}
     key_site = max(drops, key=drops.get).split(":")[0]
     write_examples(T.ASSETS / "examples", model, key_site, images, masks, modes)
-    extra = {}
-    extra_runs = {tag: summarise(load_runs(tag)) for tag in _extra_tags()}
+    seed_reliance = {seed: reliance(load_run_model("fgsa", seed), images, masks, modes) for seed in sorted(r["seed"] for r in runs["fgsa"])}
+    extra_runs = {}
+    for tag in _extra_tags():
+        tag_runs = load_runs(tag)
+        first = tag_runs["fgsa"][0]
+        extra_runs[tag] = {"rows": summarise(tag_runs), "settings": {"gate_lr": first.get("gate_lr"), **first.get("overrides", {})},
+                           "reliance": reliance(load_run_model("fgsa", first["seed"], tag), images, masks, modes)}
     backbone_config = json.loads((T.CKPT / "backbone.json").read_text())
-    summary = dict(summary=rows, band_suppression=suppression, example_site=key_site, extra=extra_runs,
+    summary = dict(summary=rows, band_suppression=suppression, example_site=key_site, extra=extra_runs, reliance=seed_reliance, ring_gains=ring_gains,
                    backbone_pretrain_cpu_seconds=backbone_config["pretrain_cpu_seconds"],
                    data=dict(train=T.TRAIN | {"modes": list(T.TRAIN["modes"])}, test=T.TEST | {"modes": list(T.TEST["modes"])},
                              size=T.SIZE, object_band=OBJECT_BAND, background_band=BACKGROUND_BAND),
@@ -157,8 +200,8 @@ def card_text(summary: dict) -> str:
     rows = summary["summary"]
     sup = summary["band_suppression"]
     total_cpu = summary["backbone_pretrain_cpu_seconds"] / 60 + sum(r["cpu_minutes"] * len(r["seeds"]) for r in rows)
-    for tag_rows in summary["extra"].values():
-        total_cpu += sum(r["cpu_minutes"] * len(r["seeds"]) for r in tag_rows)
+    for extra in summary["extra"].values():
+        total_cpu += sum(r["cpu_minutes"] * len(r["seeds"]) for r in extra["rows"])
     lines = [
         "# FGSA (bundled): frozen TinyViT + frequency-guided spatial adapter",
         "",
@@ -196,9 +239,22 @@ def card_text(summary: dict) -> str:
         *_table(rows, "spectral_"),
         "",
     ]
-    for tag, tag_rows in summary["extra"].items():
-        if tag_rows:
-            lines += [f"Investigation run `{tag}` (see below):", "", *_table(tag_rows), ""]
+    lines += ["## How much does the model rely on FGSAttn? (S-measure on held-out scenes)", "",
+              "`known bands off`: at every site, the user bands holding the spectral scenes' object and background "
+              "frequencies set to 0. `all closed`: every band 0 at every site, i.e. FGSAttn's attention is zero and "
+              "each site passes its input through unchanged.", "",
+              "| model | camouflage S | spectral S | spectral S, known bands off | spectral S, all closed | camouflage S, all closed |",
+              "|---|---|---|---|---|---|"]
+    def rel_row(name, rel):
+        return (f"| {name} | {rel['none']['camouflage']:.3f} | {rel['none']['spectral']:.3f} | {rel['known_bands_off']['spectral']:.3f} | "
+                f"{rel['all_closed']['spectral']:.3f} | {rel['all_closed']['camouflage']:.3f} |")
+    for seed, rel in summary["reliance"].items():
+        lines.append(rel_row(f"fgsa seed {seed}", rel))
+    for tag, extra in summary["extra"].items():
+        lines.append(rel_row(f"fgsa{tag} ({extra['settings']})", extra["reliance"]))
+    lines.append("")
+    for tag, extra in summary["extra"].items():
+        lines += [f"Investigation run `fgsa{tag}`, settings {extra['settings']} (one seed):", "", *_table(extra["rows"]), ""]
     lines += [
         f"## Is the frequency lever real? (bundled seed {summary['bundled_seed']}, S-measure when one band is set to 0)",
         "",
@@ -209,6 +265,11 @@ def card_text(summary: dict) -> str:
     for key, v in sup.items():
         if key != "none":
             lines.append(f"| {key} | {v['camouflage']:.3f} | {v['spectral']:.3f} |")
+    lines += ["", f"## Learned ring gains (seed {summary['bundled_seed']}, mean over spectral test scenes)", "",
+              "| site | gate mean abs | learned gain per ring (0 = DC) | rings of the object band | rings of the background band |",
+              "|---|---|---|---|---|"]
+    for site, info in summary["ring_gains"].items():
+        lines.append(f"| {site} | {info['gamma_mean_abs']:.3f} | {', '.join(f'{g:.2f}' for g in info['gain'])} | {info['object_rings']} | {info['background_rings']} |")
     lines += ["", "## Findings", "", *findings(summary), "",
               "## Files",
               "- `backbone.safetensors` (+ `.json`): the frozen TinyViT.",
