@@ -283,17 +283,21 @@ def build() -> None:
     inputs = [image, gt, site, *sliders, all_sites]
     heavy = dict(concurrency_id=settings.HEAVY, concurrency_limit=settings.HEAVY_CONCURRENCY)
     run.click(segment, inputs, [with_adapter, without, spectrum, attention, metrics, bands_md, mask_file, status, state],
-              api_name="fgsa_segment", **heavy).then(lambda: params_markdown(*param_counts()), None, params, queue=False)
+              api_name="fgsa_segment", **heavy).then(lambda: params_markdown(*param_counts()), None, params, queue=False,
+                                                     api_visibility="private")
     edit_outputs = [with_adapter, spectrum, attention, metrics, bands_md, mask_file, status]
     edit_inputs = [state, site, *sliders, all_sites]
-    for control in (*sliders, site, all_sites):
-        control.release(rerender, edit_inputs, edit_outputs, api_name=False, concurrency_limit=settings.LIGHT_CONCURRENCY) \
-            if isinstance(control, gr.Slider) else control.change(rerender_if_ready, edit_inputs, edit_outputs, api_name=False)
+    # edits are light: they re-run only the adapter path on this session's cached image
+    private = dict(api_visibility="private", concurrency_limit=settings.LIGHT_CONCURRENCY)
+    for slider in sliders:
+        slider.release(rerender_if_ready, edit_inputs, edit_outputs, api_name="fgsa_edit_band", **private)
+    for control in (site, all_sites):
+        control.change(rerender_if_ready, edit_inputs, edit_outputs, api_name="fgsa_edit_site", **private)
     from adapters.fgsa_infer import PRESETS
 
     for name, button in presets.items():
-        button.click(lambda n=name: list(PRESETS[n]), None, sliders, queue=False).then(
-            rerender_if_ready, edit_inputs, edit_outputs, api_name=False)
+        button.click(lambda n=name: list(PRESETS[n]), None, sliders, queue=False, api_visibility="private").then(
+            rerender_if_ready, edit_inputs, edit_outputs, api_name="fgsa_edit_preset", **private)
 
 
 def rerender_if_ready(state, *args):
