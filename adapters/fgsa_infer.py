@@ -159,14 +159,15 @@ def frozen_embedding(bundle: FGSABundle, image: torch.Tensor, device=None) -> to
 
 
 def overlay(rgb_small: np.ndarray, prob: np.ndarray, colour=(255, 40, 40), size: int = DISPLAY) -> np.ndarray:
-    """The image with the predicted mask tinted and outlined, at display size."""
+    """The image tinted in proportion to the predicted probability (so an unsure model shows a faint
+    tint, not nothing) and outlined where it exceeds 0.5, at display size."""
     import cv2
 
     img = cv2.resize(rgb_small, (size, size), interpolation=cv2.INTER_NEAREST).astype(np.float32)
     p = cv2.resize(prob.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
     mask = p > 0.5
-    tint = np.array(colour, np.float32)
-    img[mask] = 0.55 * img[mask] + 0.45 * tint
+    alpha = (0.6 * np.clip(p, 0, 1))[..., None]
+    img = (1 - alpha) * img + alpha * np.array(colour, np.float32)
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     out = img.clip(0, 255).astype(np.uint8)
     cv2.drawContours(out, contours, -1, (255, 255, 0), 1)

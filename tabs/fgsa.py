@@ -153,6 +153,17 @@ def _compute(image, site: str, bands, all_sites: bool):
     return loaded, edited, learned, frozen, embedded.cpu(), device_label(device)
 
 
+@gpu(duration=10)
+def _recompute(image, embedded, site: str, bands, all_sites: bool):
+    """Only the adapter path, from this session's cached frozen patch embedding."""
+    from adapters import fgsa_infer
+
+    bundle = MODELS.get(SPEC).value
+    device = compute_device()
+    bundle.adapter.to(device)
+    return fgsa_infer.run_adapter(bundle, image, site, bands, all_sites, embedded, device), device_label(device)
+
+
 def _render(state: dict, edited, learned, frozen, site: str, bundle):
     from adapters import fgsa_infer
 
@@ -227,10 +238,10 @@ def rerender(state, site, dc, low, mid_low, mid_high, high, all_sites=False):
     _check_site(bundle, site)
     bands = _bands(dc, low, mid_low, mid_high, high)
     with stopwatch() as elapsed:
-        edited = fgsa_infer.run_adapter(bundle, state["image"], site, bands, bool(all_sites), state["embedded"])
+        edited, device = _recompute(state["image"], state["embedded"], site, bands, bool(all_sites))
         learned = fgsa_infer.Analysis(state["learned"], 0.0, None)
         panels, spectrum, before_after, metrics, bands_md, mask_file = _render(state, edited, learned, state["frozen"], site, bundle)
-    status = f"Re-rendered in {elapsed() * 1000:.0f} ms on CPU (frozen patch embedding and baseline cached for this session)."
+    status = f"Re-rendered in {elapsed() * 1000:.0f} ms on {device} (frozen patch embedding and baseline cached for this session)."
     return panels["adapter"], spectrum, before_after, metrics, bands_md, str(mask_file), status
 
 

@@ -305,6 +305,12 @@ def findings(summary: dict) -> list[str]:
     worst = sorted(spectral.items(), key=lambda kv: -kv[1])[:3]
     out.append("- Largest spectral-scene S drops when one band is suppressed: "
                + ", ".join(f"{k} ({-v:+.3f})" for k, v in worst) + ".")
+    camo = {k: sup["none"]["camouflage"] - v["camouflage"] for k, v in sup.items() if ":" in k and not k.endswith(":known")}
+    worst_camo = sorted(camo.items(), key=lambda kv: -kv[1])[:3]
+    out.append("- Largest camouflage-scene S drops when one band is suppressed: "
+               + ", ".join(f"{k} ({-v:+.3f})" for k, v in worst_camo) + ". Where the adapter leans on FGSAttn it is "
+               "mostly through the lowest rings of the 1/8 token maps (object-sized, envelope-scale frequencies), not the "
+               "texture bands themselves.")
     rel = summary["reliance"]
     closed = [r["none"]["spectral"] - r["all_closed"]["spectral"] for r in rel.values()]
     known = [r["none"]["spectral"] - r["known_bands_off"]["spectral"] for r in rel.values()]
