@@ -71,8 +71,8 @@ def _buffer_count(path: Path) -> int:
 INFO = TabInfo(
     key=KEY,
     title="Camouflaged objects (FGSA)",
-    paper="Frequency-Guided Spatial Adaptation for Camouflaged Object Detection (2024)",
-    paper_url="https://arxiv.org/abs/2409.12421",
+    paper="Frequency-Guided Spatial Adaptation for Camouflaged Object Detection (Zhang et al., IEEE TMM 2025; 2024 preprint)",
+    paper_url="https://doi.org/10.1109/TMM.2024.3521681",
     frozen_model="bundled: TinyViT (4 blocks, 96 wide) pretrained here on salient synthetic scenes · hub: SAM ViT-B image encoder (facebook/sam-vit-base); the paper froze a Uni-Perceiver ViT-L",
     adapter="conv branch + FGSAttn (ring-wise FFT amplitude gains) + zero-gated injectors/extractors + light head",
     description=(

@@ -255,7 +255,9 @@ def card_text(summary: dict) -> str:
         lines.append(rel_row(f"fgsa{tag} ({extra['settings']})", extra["reliance"]))
     lines.append("")
     for tag, extra in summary["extra"].items():
-        lines += [f"Investigation run `fgsa{tag}`, settings {extra['settings']} (one seed):", "", *_table(extra["rows"], full=next((r["trainable"] for r in rows if r["variant"] == "full"), None)), ""]
+        provenance = (" This run predates the separate gate parameter group: its gates also had weight decay 0.01, so "
+                      "re-running it with today's script differs slightly." if tag == "-gate-lr-1e-3" else "")
+        lines += [f"Investigation run `fgsa{tag}`, settings {extra['settings']} (one seed).{provenance}", "", *_table(extra["rows"], full=next((r["trainable"] for r in rows if r["variant"] == "full"), None)), ""]
     lines += [
         f"## Is the frequency lever real? (bundled seed {summary['bundled_seed']}, S-measure when one band is set to 0)",
         "",
