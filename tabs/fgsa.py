@@ -83,7 +83,9 @@ INFO = TabInfo(
         "and inverts the spectrum into a spatial attention map. Its outputs enter the frozen token "
         "stream through gates that start at zero. Below you can see the rings and their gains at each "
         "site, scale frequency bands (0 suppresses, 1 keeps the learned gain, >1 boosts) and watch the "
-        "mask change. The bundled model works on 64x64 scenes; uploads are resized to that."
+        "mask change. Frozen model: here a small ViT pretrained in this repo on salient synthetic scenes (it works on "
+        "64x64 scenes; uploads are resized to that); on a GPU Space SAM's ViT-B image encoder "
+        "(`facebook/sam-vit-base`). The paper froze a Uni-Perceiver ViT-L."
     ),
     spec=SPEC,
     param_counts=param_counts,
