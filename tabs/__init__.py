@@ -13,6 +13,7 @@ from types import ModuleType
 TAB_MODULES: list[str] = [
     "tabs.about",
     "tabs.filter2noise",
+    "tabs.fgsa",
 ]
 
 
