@@ -26,7 +26,7 @@ def test_compute_device_is_cpu_here_and_labelled():
     assert device.compute_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
     label = device.device_label(torch.device("cpu"))
     assert label.startswith("CPU (") and "thread" in label
-    assert 1 <= device.configure_threads() <= 4
+    assert device.configure_threads() == torch.get_num_threads() >= 1
 
 
 def test_friendly_keeps_user_messages_and_hides_traces(caplog):
