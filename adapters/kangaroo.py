@@ -183,21 +183,26 @@ def load_adapters(path: Path, model: nn.Module) -> dict[int, KangarooAdapter]:
 # --- training (full-sequence, teacher forcing) -------------------------------------------------
 
 def shallow_hidden_states(model: nn.Module, ids: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-    """Hidden states after every layer (index k = after k layers) and the full model's logits."""
-    out = model(ids, output_hidden_states=True)
-    return out.hidden_states, out.logits
+    """Hidden states after every layer (index k = after k layers) and the full model's final,
+    normalised hidden state (the LM head's input)."""
+    out = model.model(ids, output_hidden_states=True)
+    return out.hidden_states, out.last_hidden_state
 
 
-def adapter_logits(model: nn.Module, adapter: KangarooAdapter | None, shallow: torch.Tensor) -> torch.Tensor:
-    """Draft logits for every position of a sequence; `adapter=None` is the bare early exit."""
+def adapter_features(model: nn.Module, adapter: KangarooAdapter | None, shallow: torch.Tensor) -> torch.Tensor:
+    """The LM head's input for every position of a sequence; `adapter=None` is the bare early exit."""
     if adapter is None:
-        return model.lm_head(model.model.norm(shallow))
+        return model.model.norm(shallow)
     n = shallow.shape[1]
     positions = torch.arange(n, device=shallow.device)[None]
     embeddings = model.model.rotary_emb(shallow, positions)
     mask = torch.zeros(n, n, dtype=shallow.dtype, device=shallow.device)
     mask = mask.masked_fill(torch.ones(n, n, dtype=torch.bool, device=shallow.device).triu(1), torch.finfo(shallow.dtype).min)
-    return model.lm_head(adapter(shallow, embeddings, attention_mask=mask[None, None]))
+    return adapter(shallow, embeddings, attention_mask=mask[None, None])
+
+
+def adapter_logits(model: nn.Module, adapter: KangarooAdapter | None, shallow: torch.Tensor) -> torch.Tensor:
+    return model.lm_head(adapter_features(model, adapter, shallow))
 
 
 def distill_loss(draft_logits: torch.Tensor, full_logits: torch.Tensor) -> torch.Tensor:
@@ -206,15 +211,25 @@ def distill_loss(draft_logits: torch.Tensor, full_logits: torch.Tensor) -> torch
     return -(target * F.log_softmax(draft_logits.float(), dim=-1)).sum(-1).mean()
 
 
-def adapter_training_step(model, adapters: dict[int, KangarooAdapter], optimizer, ids: torch.Tensor) -> dict[int, float]:
-    """One step for every exit layer's adapter on one batch; the frozen model only runs forward."""
+def adapter_training_step(model, adapters: dict[int, KangarooAdapter], optimizer, ids: torch.Tensor,
+                          scored_positions: int | None = None, generator: torch.Generator | None = None) -> dict[int, float]:
+    """One step for every exit layer's adapter on one batch; the frozen model only runs forward.
+
+    Every position serves as attention context; the loss (and the vocabulary-sized head, the costly
+    part) can be limited to `scored_positions` random positions per sequence.
+    """
     with torch.no_grad():
-        hidden, full_logits = shallow_hidden_states(model, ids)
+        hidden, final = shallow_hidden_states(model, ids)
+        if scored_positions is not None and scored_positions < ids.shape[1]:
+            scored = torch.randperm(ids.shape[1], generator=generator)[:scored_positions].sort().values
+        else:
+            scored = torch.arange(ids.shape[1])
+        full_logits = model.lm_head(final[:, scored])
     optimizer.zero_grad(set_to_none=True)
     losses = {}
     total = 0.0
     for k, adapter in adapters.items():
-        loss = distill_loss(adapter_logits(model, adapter, hidden[k]), full_logits)
+        loss = distill_loss(model.lm_head(adapter_features(model, adapter, hidden[k])[:, scored]), full_logits)
         losses[k] = loss.item()
         total = total + loss
     total.backward()
@@ -225,9 +240,9 @@ def adapter_training_step(model, adapters: dict[int, KangarooAdapter], optimizer
 @torch.no_grad()
 def top1_agreement(model, adapter: KangarooAdapter | None, exit_layer: int, ids: torch.Tensor) -> float:
     """Share of positions where the draft's top token equals the full model's."""
-    hidden, full_logits = shallow_hidden_states(model, ids)
+    hidden, final = shallow_hidden_states(model, ids)
     draft = adapter_logits(model, adapter, hidden[exit_layer])
-    return (draft.argmax(-1) == full_logits.argmax(-1)).float().mean().item()
+    return (draft.argmax(-1) == model.lm_head(final).argmax(-1)).float().mean().item()
 
 
 # --- decoding ----------------------------------------------------------------------------------

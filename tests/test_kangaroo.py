@@ -11,7 +11,7 @@ import itertools
 import pytest
 import torch
 
-from adapters.kangaroo import (KangarooAdapter, adapter_logits, adapter_training_step, greedy_decode, kangaroo_decode,
+from adapters.kangaroo import (KangarooAdapter, LayerRunner, adapter_logits, adapter_training_step, greedy_decode, kangaroo_decode,
                                load_adapters, save_adapters, shallow_hidden_states, top1_agreement)
 from studio.errors import BadInput
 
@@ -72,7 +72,12 @@ def prompts(n: int, seed: int = 3) -> list[list[int]]:
 
 def test_untrained_adapter_is_the_bare_early_exit(model):
     adapter = KangarooAdapter(model, 2)
-    hidden, _ = shallow_hidden_states(model, random_batch(torch.Generator().manual_seed(0), 2, 16))
+    ids = random_batch(torch.Generator().manual_seed(0), 2, 16)
+    hidden, final = shallow_hidden_states(model, ids)
+    # Index k is the output of the first k layers, as the decoding loop computes it.
+    runner = LayerRunner(model, 16)
+    torch.testing.assert_close(hidden[2], runner.run(runner.embed(ids), 0, 0, 2, None))
+    torch.testing.assert_close(model.lm_head(final), model(ids).logits)
     torch.testing.assert_close(adapter_logits(model, adapter, hidden[2]), adapter_logits(model, None, hidden[2]), rtol=0, atol=0)
     assert sum(p.numel() for p in adapter.parameters()) < 0.2 * sum(p.numel() for p in model.parameters())
 

@@ -163,7 +163,7 @@ def heldout_loss(model, stream: torch.Tensor, seed: int, batches: int = 8, batch
 # --- adapters ----------------------------------------------------------------------------------
 
 def train_adapters(model, stream: torch.Tensor, exits, seed: int, steps: int, batch: int, length: int, lr: float,
-                   log_every: int = 25) -> tuple[dict, dict]:
+                   log_every: int = 25, scored: int | None = 64) -> tuple[dict, dict]:
     """Train one adapter per exit layer, all on the same batches (one frozen forward per batch)."""
     torch.manual_seed(seed)
     freeze(model)
@@ -177,14 +177,14 @@ def train_adapters(model, stream: torch.Tensor, exits, seed: int, steps: int, ba
         scale = min(1.0, (step + 1) / max(1, steps // 10)) * 0.5 * (1 + math.cos(math.pi * step / steps))
         for group in optimizer.param_groups:
             group["lr"] = lr * max(scale, 0.02)
-        losses = adapter_training_step(model, adapters, optimizer, windows)
+        losses = adapter_training_step(model, adapters, optimizer, windows, scored_positions=scored, generator=generator)
         if (step + 1) % log_every == 0 or step + 1 == steps:
             text = " ".join(f"k{k}:{v:.3f}" for k, v in losses.items())
             print(f"adapter step {step + 1}/{steps} {text} cpu {cpu_seconds() - start:.0f}s", flush=True)
     for adapter in adapters.values():
         adapter.eval().requires_grad_(False)
     stats = {"adapter_cpu_s": round(cpu_seconds() - start, 1), "adapter_steps": steps, "adapter_batch": batch,
-             "adapter_seq_len": length, "adapter_lr": lr, "exits": list(exits)}
+             "adapter_seq_len": length, "adapter_lr": lr, "exits": list(exits), "adapter_scored_positions": scored}
     return adapters, stats
 
 
@@ -221,6 +221,81 @@ def train_hub_adapters(base: str, out: Path, exits, seed: int, steps: int, batch
     return stats
 
 
+# --- figures and model card ------------------------------------------------------------------
+
+def write_figures(log: dict, quick: bool = False) -> dict:
+    """Run the bench on the bundled weights and write figures.json and MODEL_CARD.md from the
+    training log and the measured rows (no figure in the card is typed by hand)."""
+    from bench.kangaroo import run, speedup_table
+
+    rows = run(quick=quick, threads=1)
+    figures = {"agreement": log.get("agreement", {}), "bench_rows": rows, "speed_table": speedup_table(rows),
+               "bench_quick": quick}
+    (ASSET_DIR / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
+    (ASSET_DIR / "MODEL_CARD.md").write_text(model_card(log, figures))
+    return figures
+
+
+def model_card(log: dict, figures: dict) -> str:
+    cfg = BUNDLED_CONFIG
+    agreement = "\n".join(
+        f"| {k} | {row['adapter_top1']:.1%} | {row['bare_exit_top1']:.1%} |"
+        for k, row in sorted(figures["agreement"].items(), key=lambda kv: int(kv[0])))
+    baseline = next((r for r in figures["bench_rows"] if r["case"] == "baseline check"), None)
+    baseline_line = (f"Our plain greedy decoding takes {baseline['value']:.2f} ms per token; transformers' own "
+                     f"`generate` ({baseline['note'].split(': ')[1]}) gives a ratio of {baseline['ratio']:.2f}."
+                     if baseline else "")
+    return f"""# Kangaroo bundled model: a small Llama on the Python standard library, plus exit adapters
+
+## What it is
+- **Frozen model**: `LlamaForCausalLM`, {cfg['num_hidden_layers']} layers, hidden size {cfg['hidden_size']},
+  {cfg['num_attention_heads']} heads, MLP {cfg['intermediate_size']}, vocabulary {cfg['vocab_size']} (tied embeddings),
+  stored as float16 safetensors (`model.safetensors`) and run in float32.
+- **Tokenizer**: byte-level BPE trained with the `tokenizers` package on the training files (`tokenizer.json`).
+- **Adapters** (`kangaroo_adapter.safetensors`), one per exit layer k in {log.get('exits')}: RMSNorm, one
+  self-attention layer of the model's own class (residual), RMSNorm, then the model's frozen LM head. They are
+  initialised as the bare early exit (zero output projection) and trained to match the full model's next-token
+  distribution (soft-label cross-entropy) with the base model frozen.
+
+## Data
+The standard library of the Python that runs the script (here CPython 3.11.7; `sysconfig.get_paths()["stdlib"]`),
+`*.py` files outside `site-packages`, `test`/`tests`, `idle_test`, `encodings`, `pydoc_data`. Files are split by a
+hash of their path: {log.get('train_tokens', 0):,} training tokens, {log.get('heldout_tokens', 0):,} held-out tokens
+(5% of files). Other Python versions ship other files, so the weights reproduce exactly only on 3.11.7.
+
+## Training (one CPU thread, on a machine shared with other jobs)
+- Tokenizer: {log.get('tokenizer_cpu_s')} CPU s.
+- Base model: {log.get('base_steps')} steps of {log.get('base_batch')} x {log.get('base_seq_len')} tokens
+  ({log.get('base_tokens_seen', 0):,} tokens seen), AdamW lr {log.get('base_lr')} with warm-up and cosine decay,
+  {log.get('base_cpu_s')} CPU s ({log.get('base_cpu_s', 0) / 60:.1f} CPU min). Held-out loss
+  {log.get('heldout_loss')} nats/token (float16 weights).
+- Adapters: {log.get('adapter_steps')} steps of {log.get('adapter_batch')} x {log.get('adapter_seq_len')} tokens, all exits
+  on the same batches (all positions as attention context, the loss on {log.get('adapter_scored_positions')} random
+  positions per sequence), AdamW lr {log.get('adapter_lr')}, {log.get('adapter_cpu_s')} CPU s.
+{log.get('schedule_note', '')}
+
+Reproduce: `python -m training.train_kangaroo all --seed {log.get('seed', 0)}` (stages: `tokenizer`, `base`, `adapter`,
+`figures`; base training resumes from `training/checkpoints/kangaroo/`).
+
+## Measured: draft top-1 agreement with the full model (held-out text, teacher forcing)
+| exit layer k | with adapter | bare exit (layers 1..k + final norm + head) |
+|---|---|---|
+{agreement}
+
+## Measured: decoding speed (`python -m bench.kangaroo`, one thread, same run)
+{figures['speed_table']}
+
+{baseline_line}
+Speedup is the summed wall time of plain greedy decoding with a KV cache (our own loop over the same layers) divided
+by that of Kangaroo, both on the same held-out prompts in the same run, best of {1 if figures.get('bench_quick') else 2}
+runs each. "identical" is the share of prompts whose Kangaroo output equals greedy token for token.
+
+## Limits
+A 3M-parameter model trained for minutes writes plausible-looking but often wrong Python; it exists to show the
+adapter and the decoding at work, not to write code. Batch size 1 and greedy decoding only.
+"""
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=("tokenizer", "base", "adapter", "figures", "all"))
@@ -234,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--exits", default=",".join(str(k) for k in DEFAULT_EXITS), help="exit layers to train adapters for")
     parser.add_argument("--adapter-steps", type=int, default=250)
     parser.add_argument("--adapter-lr", type=float, default=2e-3)
+    parser.add_argument("--quick", action="store_true", help="figures stage: the quick bench")
     parser.add_argument("--base", help="adapter stage only: a transformers model id or directory instead of the bundled model")
     parser.add_argument("--out", type=Path, help="with --base: where to write kangaroo_adapter.safetensors")
     args = parser.parse_args(argv)
@@ -263,6 +339,9 @@ def main(argv: list[str] | None = None) -> None:
         log.update(stats)
         log["agreement"] = measure_agreement(model, adapters, cached_stream("heldout"), args.seed)
     log["seed"] = args.seed
+    if args.stage in ("figures", "all"):
+        log_path.write_text(json.dumps(log, indent=2, sort_keys=True) + "\n")
+        write_figures(log, quick=args.quick)
     log_path.write_text(json.dumps(log, indent=2, sort_keys=True) + "\n")
     print(json.dumps(log, indent=2))
 
