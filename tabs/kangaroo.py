@@ -72,20 +72,23 @@ INFO = TabInfo(
     api_names=("kangaroo_generate",),
 )
 
-STYLE = (
-    "<style>.kg-out{white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:0.9em;line-height:1.45;"
-    "padding:8px;border-radius:6px;border:1px solid #8884;max-height:420px;overflow:auto}"
-    ".kg-prompt{opacity:0.6}.kg-draft{background:#2e9d4a40;border-bottom:2px solid #2e9d4a}"
-    ".kg-full{background:#e8892440;border-bottom:2px solid #e88924}</style>"
-)
+# Inline styles, so the colours survive whatever CSS the page or the HTML component applies.
+BOX_STYLE = ("white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:0.9em;line-height:1.45;"
+             "padding:8px;border-radius:6px;border:1px solid #8884;max-height:420px;overflow:auto")
+SPAN_STYLE = {
+    "prompt": "opacity:0.6",
+    "draft": "background:#2e9d4a40;border-bottom:2px solid #2e9d4a",
+    "full": "background:#e8892440;border-bottom:2px solid #e88924",
+}
+SPAN_TITLE = {"draft": "drafted by layers 1..k + adapter, accepted by the full model", "full": "from the full model"}
 
 
 def colored_html(prompt: str, pieces: list[str], sources: list[str]) -> str:
-    spans = [f'<span class="kg-prompt">{html.escape(prompt)}</span>']
+    spans = [f'<span class="kg-prompt" style="{SPAN_STYLE["prompt"]}">{html.escape(prompt)}</span>']
     for piece, source in zip(pieces, sources):
-        title = "drafted by layers 1..k + adapter, accepted" if source == "draft" else "from the full model"
-        spans.append(f'<span class="kg-{source}" title="{title}">{html.escape(piece)}</span>')
-    return STYLE + '<div class="kg-out">' + "".join(spans) + "</div>"
+        spans.append(f'<span class="kg-{source}" style="{SPAN_STYLE[source]}" title="{SPAN_TITLE[source]}">'
+                     f'{html.escape(piece)}</span>')
+    return f'<div class="kg-out" style="{BOX_STYLE}">' + "".join(spans) + "</div>"
 
 
 def check_settings(bundle, prompt, max_new_tokens, exit_layer, threshold, gamma) -> tuple[list[int], int, int]:
@@ -207,10 +210,10 @@ def kangaroo_generate(prompt, max_new_tokens, exit_layer, threshold, gamma, prog
 
 
 EXAMPLES = [
-    ["def read_config(path):\n    \"\"\"Read a configuration file and return a dict.\"\"\"\n", 64, 2, 0.5, 6],
-    ["class Stack:\n    \"\"\"A last-in, first-out stack.\"\"\"\n\n    def __init__(self):\n", 64, 2, 0.5, 6],
-    ["import os\nimport sys\n\n\ndef main(argv=None):\n", 96, 3, 0.7, 8],
-    ["    def __repr__(self):\n        return ", 48, 1, 0.3, 4],
+    ["def read_config(path):\n    \"\"\"Read a configuration file and return a dict.\"\"\"\n", 64, 2, 0.2, 4],
+    ["class Stack:\n    \"\"\"A last-in, first-out stack.\"\"\"\n\n    def __init__(self):\n", 64, 1, 0.1, 6],
+    ["import os\nimport sys\n\n\ndef main(argv=None):\n", 96, 3, 0.3, 4],
+    ["    def __repr__(self):\n        return ", 48, 2, 0.5, 8],
 ]
 
 
@@ -225,8 +228,8 @@ def build() -> None:
                 max_new = gr.Slider(1, MAX_NEW_TOKENS, value=64, step=1, label="Max new tokens")
                 exit_layer = gr.Slider(1, 4, value=DEFAULT_EXIT, step=1, label="Exit layer k (draft = layers 1..k + adapter)")
             with gr.Row():
-                threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Confidence threshold (stop drafting below it)")
-                gamma = gr.Slider(1, MAX_GAMMA, value=6, step=1, label="gamma (most draft tokens per round)")
+                threshold = gr.Slider(0.0, 1.0, value=0.2, step=0.05, label="Confidence threshold (stop drafting below it)")
+                gamma = gr.Slider(1, MAX_GAMMA, value=4, step=1, label="gamma (most draft tokens per round)")
             run = gr.Button("Generate", variant="primary", elem_id=f"{KEY}-run")
         with gr.Column(scale=3):
             status = gr.Markdown(elem_id=f"{KEY}-status", elem_classes="studio-status")

@@ -133,7 +133,7 @@ def test_bundled_kangaroo_matches_greedy_and_accepts_drafts(bundle):
     for prompt in heldout_prompts(4, seed=7):
         ids = bundle.codec.encode(prompt)
         reference = greedy_decode(bundle.model, ids, 32)
-        out = kangaroo_decode(bundle.model, bundle.adapter(2), ids, 32, threshold=0.5, gamma=6)
+        out = kangaroo_decode(bundle.model, bundle.adapter(2), ids, 32, threshold=0.2, gamma=4)
         if out.tokens != reference.tokens:
             first = next(i for i, (a, b) in enumerate(zip(out.tokens, reference.tokens)) if a != b)
             margin = top2_margin(bundle.model, ids + reference.tokens[:first])
@@ -156,14 +156,14 @@ def test_tab_handler_outputs_and_bad_inputs(bundle):
 
     from tabs import kangaroo as tab
 
-    adapter_html, bare_html, stats, status, path = tab.kangaroo_generate(tab.EXAMPLES[0][0], 24, 2, 0.5, 6, progress=lambda *a, **k: None)
+    adapter_html, bare_html, stats, status, path = tab.kangaroo_generate(tab.EXAMPLES[0][0], 24, 2, 0.2, 4, progress=lambda *a, **k: None)
     assert "Done in" in status and "identical to greedy" in status
     assert stats.count("|") > 20 and "acceptance rate" in stats
     result = json.loads(Path(path).read_text())
     assert len(result["tokens"]) == 24 and result["sources"].count("draft") > 0
     assert adapter_html.count('class="kg-draft"') == result["sources"].count("draft")
     assert adapter_html.count('class="kg-full"') == result["sources"].count("full")
-    text = re.sub(r"<[^>]+>", "", adapter_html.split('<div class="kg-out">')[1])
+    text = re.sub(r"<[^>]+>", "", adapter_html)
     import html as html_lib
 
     assert html_lib.unescape(text) == tab.EXAMPLES[0][0] + result["text"]
