@@ -242,6 +242,15 @@ def model_card(log: dict, figures: dict) -> str:
         f"| {k} | {row['adapter_top1']:.1%} | {row['bare_exit_top1']:.1%} |"
         for k, row in sorted(figures["agreement"].items(), key=lambda kv: int(kv[0])))
     baseline = next((r for r in figures["bench_rows"] if r["case"] == "baseline check"), None)
+    threaded = next((r for r in figures["bench_rows"] if "threads" in r["case"]), None)
+    speedups = [r for r in figures["bench_rows"] if r["metric"] == "wall-clock speedup" and "threads" not in r["case"]]
+    best = max(speedups, key=lambda r: r["value"])
+    passes = {r["case"]: r["value"] for r in figures["bench_rows"] if r["metric"] == "tokens per verification pass"}
+    target_line = (f"The best measured wall-clock speedup, {best['value']:.2f}x ({best['case']}, "
+                   f"{passes.get(best['case'], 0):.2f} tokens per verification pass), "
+                   + ("stays below the 1.5x the issue aims for." if best["value"] < 1.5 else "meets the 1.5x the issue aims for."))
+    threaded_line = (f"With {threaded['case'].split(', ')[1]} the best setting ({threaded['case'].split(',')[0]}) measured "
+                     f"{threaded['value']:.2f}x ({threaded['note'].split(': ')[1]})." if threaded else "")
     baseline_line = (f"Our plain greedy decoding takes {baseline['value']:.2f} ms per token; transformers' own "
                      f"`generate` ({baseline['note'].split(': ')[1]}) gives a ratio of {baseline['ratio']:.2f}."
                      if baseline else "")
@@ -274,8 +283,9 @@ hash of their path: {log.get('train_tokens', 0):,} training tokens, {log.get('he
   positions per sequence), AdamW lr {log.get('adapter_lr')}, {log.get('adapter_cpu_s')} CPU s.
 {log.get('schedule_note', '')}
 
-Reproduce: `python -m training.train_kangaroo all --seed {log.get('seed', 0)}` (stages: `tokenizer`, `base`, `adapter`,
-`figures`; base training resumes from `training/checkpoints/kangaroo/`).
+Rerun the whole pipeline under one schedule: `python -m training.train_kangaroo all --seed {log.get('seed', 0)}` (stages:
+`tokenizer`, `base`, `adapter`, `figures`; base training resumes from `training/checkpoints/kangaroo/`). That gives
+weights of the same recipe, not bit-identical to these (see the note on the schedule).
 
 ## Measured: draft top-1 agreement with the full model (held-out text, teacher forcing)
 | exit layer k | with adapter | bare exit (layers 1..k + final norm + head) |
@@ -285,14 +295,16 @@ Reproduce: `python -m training.train_kangaroo all --seed {log.get('seed', 0)}` (
 ## Measured: decoding speed (`python -m bench.kangaroo`, one thread, same run)
 {figures['speed_table']}
 
-{baseline_line}
+{baseline_line} {threaded_line}
 Speedup is the summed wall time of plain greedy decoding with a KV cache (our own loop over the same layers) divided
 by that of Kangaroo, both on the same held-out prompts in the same run, best of {1 if figures.get('bench_quick') else 2}
 runs each. "identical" is the share of prompts whose Kangaroo output equals greedy token for token.
 
 ## Limits
 A 3M-parameter model trained for minutes writes plausible-looking but often wrong Python; it exists to show the
-adapter and the decoding at work, not to write code. Batch size 1 and greedy decoding only.
+adapter and the decoding at work, not to write code. Its own next-token distribution is flat (held-out loss about
+4 nats), so even a perfect draft would rarely be confident, and thresholds far below the paper's 0.6 work best here.
+{target_line} Batch size 1 and greedy decoding only.
 """
 
 
@@ -300,14 +312,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=("tokenizer", "base", "adapter", "figures", "all"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--base-steps", type=int, default=1000)
+    parser.add_argument("--base-steps", type=int, default=1600)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--stop-after", type=int, help="base stage: stop (with a checkpoint) at this step")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--exits", default=",".join(str(k) for k in DEFAULT_EXITS), help="exit layers to train adapters for")
-    parser.add_argument("--adapter-steps", type=int, default=250)
+    parser.add_argument("--adapter-steps", type=int, default=800)
     parser.add_argument("--adapter-lr", type=float, default=2e-3)
     parser.add_argument("--quick", action="store_true", help="figures stage: the quick bench")
     parser.add_argument("--base", help="adapter stage only: a transformers model id or directory instead of the bundled model")
