@@ -119,20 +119,12 @@ def _duration(prompt, max_new_tokens, exit_layer, threshold, gamma, *args, **kwa
 @gpu(duration=_duration)
 def decode_three_ways(prompt, max_new_tokens, exit_layer, threshold, gamma, on_token=None) -> dict:
     """Kangaroo with the adapter, Kangaroo with the bare early exit, and plain greedy, one request."""
-    import torch
 
     bundle = MODELS.get(SPEC).value
     ids, max_new, gamma = check_settings(bundle, prompt, max_new_tokens, exit_layer, threshold, gamma)
-    device = compute_device()
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        # Batch-1 decoding is a long chain of tiny ops: extra threads only add synchronisation
-        # (on a shared 2-core machine a second thread made it several times slower).
-        torch.set_num_threads(1)
-    try:
-        return _decode_all(bundle, ids, max_new, exit_layer, threshold, gamma, device, on_token)
-    finally:
-        torch.set_num_threads(threads)
+    # CPU threads are set once per process (studio.device.configure_threads, one by default):
+    # batch-1 decoding is a chain of tiny ops that extra threads only slow down.
+    return _decode_all(bundle, ids, max_new, exit_layer, threshold, gamma, compute_device(), on_token)
 
 
 def _decode_all(bundle, ids, max_new, exit_layer, threshold, gamma, device, on_token) -> dict:
