@@ -133,8 +133,9 @@ def _figures_markdown(bundle) -> str:
         lines += ["", "**How much this model leans on FGSAttn** (held-out spectral scenes, S-measure): "
                   f"{reliance['none']['spectral']:.3f} as trained · {reliance['known_bands_off']['spectral']:.3f} with the "
                   f"known object/background bands set to 0 at every site · {reliance['all_closed']['spectral']:.3f} with every "
-                  "band at 0 (FGSAttn closed). The rings it learned to keep are the right ones (see the spectrum), but the "
-                  "rest of the adapter carries most of the signal, so band edits move the mask only a little; see the model card."]
+                  "band at 0 (FGSAttn closed). The band that carries the evidence is the *background's* (c1, low/mid-low "
+                  "bands): the model finds the object where that band's energy is missing, so suppressing it breaks the mask, "
+                  "while the object's own band is nearly closed. See the model card for every seed and band."]
     return "\n".join(lines)
 
 
