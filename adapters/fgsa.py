@@ -72,22 +72,38 @@ def ring_gains_from_bands(band_scales: Sequence[float], n_rings: int) -> torch.T
     return gains
 
 
+ATTENTION_MODES = ("minmax", "scaled", "centred", "filter")
+
+
 class FGSAttn(nn.Module):
     """Frequency-guided spatial attention.
 
     Per channel group: pool the channels (mean, optionally + max) into one map, take its centred
     FFT, average the amplitude over each ring, turn the ring means into ring gains (Linear +
     LeakyReLU across rings), rescale the amplitude ring by ring (times an optional per-ring user
-    gain), invert the FFT with the original phase and min-max normalise the result into a spatial
-    attention map. Output: ``x + gamma * (x * attention)`` with ``gamma`` (per channel) starting
-    at zero, so an untrained FGSAttn is the identity.
+    gain) and invert the FFT with the original phase into a spatial attention map. Output:
+    ``x + gamma * (x * attention)`` with ``gamma`` (per channel) starting at zero, so an untrained
+    FGSAttn is the identity.
+
+    `mode` sets how the inverse FFT becomes the attention:
+    - ``centred`` (default): mean removed, divided by the pooled map's standard deviation. Not
+      renormalised after a user edit, so a suppressed ring's share of the attention is really gone;
+    - ``scaled``: as ``centred`` but the mean (DC ring) kept;
+    - ``minmax``: min-max normalised to [0, 1] (an edit is stretched back to the full range);
+    - ``filter``: the ring gains are applied to every channel's own spectrum and the filtered
+      features (divided by the pooled map's spread) are added instead of ``x * attention``.
+    `ring_init="ones"` starts every ring gain at 1 (all rings learn from the first step); "linear"
+    keeps nn.Linear's default init, which leaves about half the rings on the LeakyReLU's flat side.
     """
 
-    def __init__(self, dim: int, size: int, groups: int = 1, interval: int = 1, pool_types: Sequence[str] = ("avg",), init_gate: float = 0.0):
+    def __init__(self, dim: int, size: int, groups: int = 1, interval: int = 1, pool_types: Sequence[str] = ("avg",), init_gate: float = 0.0,
+                 mode: str = "centred", ring_init: str = "ones"):
         super().__init__()
         if dim % groups:
             raise ValueError(f"dim {dim} is not divisible by groups {groups}")
-        self.dim, self.size, self.groups, self.interval = dim, size, groups, interval
+        if mode not in ATTENTION_MODES:
+            raise ValueError(f"mode must be one of {ATTENTION_MODES}")
+        self.dim, self.size, self.groups, self.interval, self.mode = dim, size, groups, interval, mode
         self.pool_types = tuple(pool_types)
         self.n_rings = ring_count(size, size, interval)
         self.gamma = nn.Parameter(torch.full((dim,), float(init_gate)))
@@ -98,6 +114,13 @@ class FGSAttn(nn.Module):
             layer = nn.Linear(self.n_rings, self.n_rings)
             self.ring_weight.data[g].copy_(layer.weight.data)
             self.ring_bias.data[g].copy_(layer.bias.data)
+        if ring_init == "ones":
+            # every ring starts at gain 1 (the attention is the pooled map itself): no ring starts
+            # on the flat side of the LeakyReLU, where it would barely learn
+            nn.init.zeros_(self.ring_weight)
+            nn.init.ones_(self.ring_bias)
+        elif ring_init != "linear":
+            raise ValueError("ring_init must be 'linear' or 'ones'")
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """B x G x H x W channel-pooled maps."""
@@ -116,7 +139,7 @@ class FGSAttn(nn.Module):
         if n_rings != self.n_rings:
             raise ValueError(f"FGSAttn was built for {self.n_rings} rings ({self.size}^2 maps) but got a {h}x{w} map ({n_rings} rings)")
         pooled = self.pooled(x)
-        # 'ortho' keeps ring means comparable across map sizes; min-max removes any global scale
+        # 'ortho' keeps ring means comparable across map sizes
         # FFTs in at least float32 (half-precision FFTs are limited to powers of two on CUDA)
         pooled_fft = pooled if pooled.dtype in (torch.float32, torch.float64) else pooled.float()
         spectrum = torch.fft.fftshift(torch.fft.fft2(pooled_fft, norm="ortho"), dim=(-2, -1))
@@ -128,15 +151,32 @@ class FGSAttn(nn.Module):
         gains = learned if user_gain is None else learned * user_gain.to(learned).view(*([1] * (learned.dim() - user_gain.dim())), *user_gain.shape)
         scaled = amplitude * gains[..., flat_labels].view(b, self.groups, h, w)
         filtered = torch.fft.ifft2(torch.fft.ifftshift(torch.polar(scaled, phase), dim=(-2, -1)), norm="ortho").real
-        low = filtered.amin(dim=(-2, -1), keepdim=True)
-        high = filtered.amax(dim=(-2, -1), keepdim=True)
-        attention = (filtered - low) / (high - low).clamp_min(1e-6)
-        return dict(pooled=pooled, amplitude=amplitude, labels=labels, ring_mean=ring_mean, learned_gain=learned, gain=gains, attention=attention.to(x.dtype))
+        if self.mode == "minmax":
+            low = filtered.amin(dim=(-2, -1), keepdim=True)
+            high = filtered.amax(dim=(-2, -1), keepdim=True)
+            attention = (filtered - low) / (high - low).clamp_min(1e-6)
+        else:
+            # scaled by the *input's* spread, never by the filtered map's own: suppressing a ring
+            # removes its share of the attention instead of being renormalised away
+            if self.mode == "centred":  # like min-max, no global offset (the DC ring is inert)
+                filtered = filtered - filtered.mean(dim=(-2, -1), keepdim=True)
+            attention = filtered / pooled_fft.std(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
+        return dict(pooled=pooled, amplitude=amplitude, labels=labels, ring_mean=ring_mean, learned_gain=learned, gain=gains,
+                    ring_gain_map=gains[..., flat_labels].view(b, self.groups, h, w), attention=attention.to(x.dtype))
 
     def forward(self, x: torch.Tensor, user_gain: torch.Tensor | None = None) -> torch.Tensor:
         b, c, h, w = x.shape
-        attention = self.analyse(x, user_gain)["attention"]
-        weighted = x.view(b, self.groups, c // self.groups, h, w) * attention.unsqueeze(2)
+        info = self.analyse(x, user_gain)
+        xg = x.view(b, self.groups, c // self.groups, h, w)
+        if self.mode == "filter":
+            # the same ring gains applied to every channel's own spectrum (their channel mean is
+            # exactly the filtered pooled map shown as the attention)
+            spectrum = torch.fft.fft2(xg if xg.dtype in (torch.float32, torch.float64) else xg.float(), norm="ortho")
+            gain_map = torch.fft.ifftshift(info["ring_gain_map"], dim=(-2, -1)).unsqueeze(2)
+            scale = info["pooled"].to(spectrum.real.dtype).std(dim=(-2, -1), keepdim=True).clamp_min(1e-6).unsqueeze(2)
+            weighted = (torch.fft.ifft2(spectrum * gain_map, norm="ortho").real / scale).to(x.dtype)
+        else:
+            weighted = xg * info["attention"].unsqueeze(2)
         return x + self.gamma.view(1, c, 1, 1) * weighted.view(b, c, h, w)
 
 
@@ -255,13 +295,13 @@ def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
 class ConvBranch(nn.Module):
     """Spatial prior from the raw image: c1..c4 at 1/4..1/32, FGSAttn on the chosen levels."""
 
-    def __init__(self, planes: int, dim: int, image_size: int, fgsa_levels: Sequence[int], groups: int, pool_types):
+    def __init__(self, planes: int, dim: int, image_size: int, fgsa_levels: Sequence[int], groups: int, pool_types, mode: str = "centred", ring_init: str = "ones"):
         super().__init__()
         widths = [planes, 2 * planes, 4 * planes, 4 * planes]
         self.stem = nn.Sequential(_conv_bn(3, planes, 2), _conv_bn(planes, planes, 1), nn.MaxPool2d(3, 2, 1))
         self.downs = nn.ModuleList([_conv_bn(widths[i], widths[i + 1], 2) for i in range(3)])
         self.attn = nn.ModuleDict({
-            f"c{level}": FGSAttn(widths[level - 1], image_size // (2 ** (level + 1)), groups=groups, pool_types=pool_types)
+            f"c{level}": FGSAttn(widths[level - 1], image_size // (2 ** (level + 1)), groups=groups, pool_types=pool_types, mode=mode, ring_init=ring_init)
             for level in fgsa_levels
         })
         self.proj = nn.ModuleList([nn.Conv2d(w, dim, 1) for w in widths])
@@ -375,6 +415,8 @@ class FGSAConfig:
     fgsa_tokens: bool = True  # FGSAttn on the token map after each group
     fgsa_groups: int = 1
     pool_types: tuple[str, ...] = ("avg",)
+    fgsa_mode: str = "centred"  # how the filtered map acts on the features (FGSAttn's `mode`)
+    ring_init: str = "ones"  # FGSAttn's ring-gain layer at the start: default Linear init or all gains 1
     heads: int = 2
     points: int = 2
     inner: int = 32
@@ -407,10 +449,10 @@ class FGSANet(nn.Module):
         self.token_grid = size // backbone.patch
         if config.uses_adapter:
             fgsa = config.variant == "fgsa"
-            self.branch = ConvBranch(config.planes, dim, size, config.fgsa_conv_levels if fgsa else (), config.fgsa_groups, config.pool_types)
+            self.branch = ConvBranch(config.planes, dim, size, config.fgsa_conv_levels if fgsa else (), config.fgsa_groups, config.pool_types, config.fgsa_mode, config.ring_init)
             self.first_injector = Injector(dim, 3, config.heads, config.points, config.inner)
             self.token_attn = nn.ModuleList([
-                FGSAttn(dim, self.token_grid, groups=config.fgsa_groups, pool_types=config.pool_types) if fgsa and config.fgsa_tokens else nn.Identity()
+                FGSAttn(dim, self.token_grid, groups=config.fgsa_groups, pool_types=config.pool_types, mode=config.fgsa_mode, ring_init=config.ring_init) if fgsa and config.fgsa_tokens else nn.Identity()
                 for _ in config.groups
             ])
             self.extractors = nn.ModuleList([Extractor(dim, config.heads, config.points, config.inner, config.ffn_ratio) for _ in config.groups])

@@ -174,13 +174,23 @@ def overlay(rgb_small: np.ndarray, prob: np.ndarray, colour=(255, 40, 40), size:
     return out
 
 
-def heat(values: np.ndarray, size: int = DISPLAY) -> np.ndarray:
+def heat(values: np.ndarray, size: int = DISPLAY, limits: tuple[float, float] | None = None) -> np.ndarray:
+    """Colour map of `values`; `limits` (low, high) fixes the scale, so two maps drawn with the same
+    limits can be compared (an edit that removes part of the attention shows as a fainter map)."""
     import cv2
 
     v = np.asarray(values, np.float32)
-    v = (v - v.min()) / max(float(v.max() - v.min()), 1e-6)
+    low, high = limits if limits is not None else (float(v.min()), float(v.max()))
+    v = np.clip((v - low) / max(high - low, 1e-6), 0, 1)
     big = cv2.resize(v, (size, size), interpolation=cv2.INTER_NEAREST)
     return cv2.applyColorMap((big * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)[:, :, ::-1]
+
+
+def attention_pair(learned: np.ndarray, edited: np.ndarray, size: int = 192) -> np.ndarray:
+    """Learned and edited attention side by side on the learned map's colour scale."""
+    learned, edited = np.asarray(learned, np.float32), np.asarray(edited, np.float32)
+    limits = (float(learned.min()), float(learned.max()))
+    return np.concatenate([heat(learned, size, limits), np.full((size, 6, 3), 255, np.uint8), heat(edited, size, limits)], 1)
 
 
 def spectrum_panel(info: dict, stride: int, size: int = DISPLAY) -> np.ndarray:

@@ -69,13 +69,24 @@ def run(quick: bool = False) -> list[dict]:
 
     ablation = ASSETS / "ablation.json"
     if ablation.is_file():
-        summary = json.loads(ablation.read_text())["summary"]
+        figures = json.loads(ablation.read_text())
+        summary = figures["summary"]
         base = next(r for r in summary if r["variant"] == "head")
         base_s = float(base["S"].split(" ")[0])
         for r in summary:
             s = float(r["S"].split(" ")[0])
             rows.append(_row(r["variant"], "S_measure_heldout", s, "frozen backbone + head", s / base_s,
                              f"mean over seeds {r['seeds']}: {r['S']}; {r['trainable']:,} trainable; {r['cpu_minutes']:.1f} CPU min/run"))
+        reliance = figures.get("reliance", {})
+        if reliance and "spectral_mae" in next(iter(reliance.values())):
+            def mean(get):
+                return statistics.mean(get(r) for r in reliance.values())
+            s_none, s_known = mean(lambda r: r["none"]["spectral"]), mean(lambda r: r["known_bands_off"]["spectral"])
+            mae_none, mae_known = mean(lambda r: r["spectral_mae"]["none"]), mean(lambda r: r["spectral_mae"]["known_bands_off"])
+            rows.append(_row("known bands off", "spectral_S", s_known, "no edit", s_known / s_none,
+                             f"object+background bands zeroed at every FGSAttn site; no edit {s_none:.3f}; seeds {list(reliance)}"))
+            rows.append(_row("known bands off", "spectral_MAE", mae_known, "no edit", mae_known / mae_none,
+                             f"no edit {mae_none:.3f}; seeds {list(reliance)}"))
     return rows
 
 

@@ -80,7 +80,8 @@ INFO = TabInfo(
         "ViT cannot tell a camouflaged object from its background: they share colour and texture. FGSA "
         "adds a conv branch on the raw image and FGSAttn: it takes the FFT of a pooled feature map, "
         "groups the spectrum into rings, turns each ring's mean amplitude into a learned gain, rescales "
-        "and inverts the spectrum into a spatial attention map. Its outputs enter the frozen token "
+        "and inverts the spectrum into a spatial attention map (scaled by the pooled map's spread, so a "
+        "suppressed band really leaves the attention). Its outputs enter the frozen token "
         "stream through gates that start at zero. Below you can see the rings and their gains at each "
         "site, scale frequency bands (0 suppresses, 1 keeps the learned gain, >1 boosts) and watch the "
         "mask change. Frozen model: here a small ViT pretrained in this repo on salient synthetic scenes (it works on "
@@ -132,8 +133,9 @@ def _figures_markdown(bundle) -> str:
         lines += ["", "**How much this model leans on FGSAttn** (held-out spectral scenes, S-measure): "
                   f"{reliance['none']['spectral']:.3f} as trained · {reliance['known_bands_off']['spectral']:.3f} with the "
                   f"known object/background bands set to 0 at every site · {reliance['all_closed']['spectral']:.3f} with every "
-                  "band at 0 (FGSAttn closed). The rings it learned to keep are the right ones (see the spectrum), but the "
-                  "rest of the adapter carries most of the signal, so band edits move the mask only a little; see the model card."]
+                  "band at 0 (FGSAttn closed). The band that carries the evidence is the *background's* (c1, low/mid-low "
+                  "bands): the model finds the object where that band's energy is missing, so suppressing it breaks the mask, "
+                  "while the object's own band is nearly closed. See the model card for every seed and band."]
     return "\n".join(lines)
 
 
@@ -179,13 +181,7 @@ def _render(state: dict, edited, learned, frozen, site: str, bundle):
     if edited.site is not None:
         stride = fgsa_infer.site_stride(model, site)
         spectrum = fgsa_infer.spectrum_panel(edited.site, stride)
-        import numpy as np
-
-        before_after = np.concatenate([
-            fgsa_infer.heat(edited.site["learned_attention"][0].numpy(), 192),
-            np.full((192, 6, 3), 255, np.uint8),
-            fgsa_infer.heat(edited.site["attention"][0].numpy(), 192),
-        ], 1)
+        before_after = fgsa_infer.attention_pair(edited.site["learned_attention"][0].numpy(), edited.site["attention"][0].numpy())
     results = {"FGSA adapter (your edit)": edited.prob, "FGSA adapter (learned gains)": learned.prob if learned is not None else None,
                "Adapter off: frozen backbone + head": frozen}
     metrics = _metrics_markdown(state.get("gt"), results)
@@ -280,7 +276,7 @@ def build() -> None:
                 without = gr.Image(label="Adapter off: frozen backbone + head (blue)", format=settings.IMAGE_FORMAT, interactive=False)
             with gr.Row():
                 spectrum = gr.Image(label="Spectrum of the pooled map, rings coloured by gain (blue low, red high)", format=settings.IMAGE_FORMAT, interactive=False)
-                attention = gr.Image(label="Attention map: learned gains | your edit", format=settings.IMAGE_FORMAT, interactive=False)
+                attention = gr.Image(label="Attention map: learned gains | your edit (same colour scale)", format=settings.IMAGE_FORMAT, interactive=False)
             bands_md = gr.Markdown()
             metrics = gr.Markdown()
             mask_file = gr.File(label="Predicted mask (PNG, original size)")

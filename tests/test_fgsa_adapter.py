@@ -50,17 +50,32 @@ def slow_fgsattn(module: FGSAttn, x: torch.Tensor, user_gain: np.ndarray | None)
                 for j in range(w):
                     new_amp[i, j] = amp[i, j] * gain[label[i, j]]
             filtered = np.fft.ifft2(np.fft.ifftshift(new_amp * np.exp(1j * phase)), norm="ortho").real
-            attn = (filtered - filtered.min()) / max(filtered.max() - filtered.min(), 1e-6)
+            spread = max(pooled.std(ddof=1), 1e-6)
+            if module.mode == "minmax":
+                attn = (filtered - filtered.min()) / max(filtered.max() - filtered.min(), 1e-6)
+            elif module.mode == "centred":
+                attn = (filtered - filtered.mean()) / spread
+            else:
+                attn = filtered / spread
             for ch in range(k):
-                out[s, g * k + ch] = feats[ch] + gamma[g * k + ch] * feats[ch] * attn
+                if module.mode == "filter":  # the ring gains applied to this channel's own spectrum
+                    spec_ch = np.fft.fftshift(np.fft.fft2(feats[ch], norm="ortho"))
+                    for i in range(h):
+                        for j in range(w):
+                            spec_ch[i, j] *= gain[label[i, j]]
+                    term = np.fft.ifft2(np.fft.ifftshift(spec_ch), norm="ortho").real / spread
+                else:
+                    term = feats[ch] * attn
+                out[s, g * k + ch] = feats[ch] + gamma[g * k + ch] * term
     return out
 
 
 @pytest.mark.parametrize("size,groups,pools", [(6, 1, ("avg",)), (8, 2, ("avg", "max")), (7, 1, ("avg", "max"))])
 @pytest.mark.parametrize("with_user_gain", [False, True])
-def test_fgsattn_matches_slow_reference(size, groups, pools, with_user_gain):
+@pytest.mark.parametrize("mode", ["centred", "scaled", "minmax", "filter"])
+def test_fgsattn_matches_slow_reference(size, groups, pools, with_user_gain, mode):
     torch.manual_seed(0)
-    module = FGSAttn(4, size, groups=groups, pool_types=pools)
+    module = FGSAttn(4, size, groups=groups, pool_types=pools, mode=mode, ring_init="linear")  # random ring layer
     with torch.no_grad():
         module.gamma.uniform_(0.5, 1.5)  # a trained gate; at zero the output would be trivial
     x = torch.randn(2, 4, size, size, dtype=torch.float64)
@@ -90,18 +105,31 @@ def test_ring_labels_and_bands():
 def test_suppressing_a_ring_removes_its_frequency_from_the_attention():
     """A pooled map made of two pure tones: zeroing the ring of one tone leaves only the other."""
     size = 16
-    module = FGSAttn(1, size).double()
+    module = FGSAttn(1, size, mode="minmax", ring_init="linear").double()
     with torch.no_grad():  # learned gains of exactly 1 on every ring
         module.ring_weight.zero_()
         module.ring_bias.fill_(1.0)
     yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64), indexing="ij")
     low, high = torch.cos(2 * math.pi * 2 * xx / size), torch.cos(2 * math.pi * 6 * yy / size)
-    x = (low + high).view(1, 1, size, size)
+    x = (0.5 + low + high).view(1, 1, size, size)  # with a mean level (the DC ring)
     user = torch.ones(module.n_rings, dtype=torch.float64)
     user[6] = 0.0
     attn = module.analyse(x, user)["attention"][0, 0]
     expected = (low - low.min()) / (low.max() - low.min())
     torch.testing.assert_close(attn, expected, atol=1e-9, rtol=0)
+    # the centred attention (the bundled design) is not renormalised after an edit: the low tone
+    # keeps exactly the share it had, the high tone's share is gone, the mean level never enters,
+    # and closing every ring leaves no attention at all (FGSAttn becomes the identity)
+    scaled = FGSAttn(1, size, mode="centred").double()
+    scaled.load_state_dict(module.state_dict())
+    spread = x.std()
+    torch.testing.assert_close(scaled.analyse(x)["attention"][0, 0], (low + high) / spread, atol=1e-9, rtol=0)
+    torch.testing.assert_close(scaled.analyse(x, user)["attention"][0, 0], low / spread, atol=1e-9, rtol=0)
+    with torch.no_grad():
+        scaled.gamma.fill_(1.0)
+    closed = torch.zeros(scaled.n_rings, dtype=torch.float64)
+    assert scaled.analyse(x, closed)["attention"].abs().max() == 0
+    torch.testing.assert_close(scaled(x, closed), x, atol=0, rtol=0)
 
 
 def tiny_model(variant: str, seed: int = 0) -> FGSANet:

@@ -95,10 +95,11 @@ def test_segment_and_rerender_on_first_example(tmp_path):
 @needs_weights
 def test_suppressing_the_known_bands_degrades_spectral_scenes():
     """On spectral scenes object and background differ only in their frequency band. Zeroing, at
-    every FGSAttn site, the user bands that hold those frequencies must lower the S-measure, and
-    closing FGSAttn altogether (every band at 0) must lower it clearly. The size of these drops
-    for the bundled model is in the model card: the known-band drop is small (the rest of the
-    adapter carries most of the signal), which this test pins rather than hides."""
+    every FGSAttn site, the user bands that hold those frequencies must visibly break the mask:
+    S-measure falls by at least 0.1 and MAE rises by at least 0.03 (the bundled model's figures are
+    in the model card: about 0.87 -> 0.59 and 0.06 -> 0.16 over the full held-out set). A band
+    that holds no frequency content (DC, inert once the attention's mean is removed) changes
+    nothing, and neither does an edit that keeps every learned gain."""
     from adapters.fgsa_data import make_dataset
     from adapters.fgsa_eval import sod_metrics
     from adapters.fgsa_infer import BAND_NAMES, known_band_gains, site_gains
@@ -109,19 +110,20 @@ def test_suppressing_the_known_bands_degrades_spectral_scenes():
     images, masks, _ = make_dataset(2000, 96, ("camouflage", "spectral"), bundle.image_size)
     images, masks = torch.from_numpy(images[1::2]), masks[1::2, 0]  # the spectral half
 
-    def s_measure(gains):
+    def run(gains):
         with torch.no_grad():
             probs = model(images, gains=gains).sigmoid()[:, 0].numpy()
-        return sod_metrics(probs, masks, which=("S",))["S"]
+        return probs, sod_metrics(probs, masks, which=("S", "MAE"))
 
-    base = s_measure(None)
-    known = s_measure(known_band_gains(model, None))
-    closed = s_measure(site_gains(model, model.site_names()[0], [0.0] * len(BAND_NAMES), all_sites=True))
-    assert base > 0.8
-    assert base - known > 0.002, (base, known)
-    assert base - closed > 0.01, (base, closed)
-    # an edit that keeps every learned gain changes nothing
-    assert s_measure(site_gains(model, "c1", [1.0] * len(BAND_NAMES), all_sites=True)) == pytest.approx(base, abs=1e-9)
+    base_probs, base = run(None)
+    known_probs, known = run(known_band_gains(model, None))
+    assert base["S"] > 0.8 and base["MAE"] < 0.1
+    assert base["S"] - known["S"] >= 0.1, (base, known)
+    assert known["MAE"] - base["MAE"] >= 0.03, (base, known)
+    assert np.abs(known_probs - base_probs).mean() > 0.05  # the masks themselves change, not only a score
+    dc_off = [0.0] + [1.0] * (len(BAND_NAMES) - 1)
+    assert run(site_gains(model, "c1", dc_off, all_sites=True))[1]["S"] == pytest.approx(base["S"], abs=2e-3)
+    assert run(site_gains(model, "c1", [1.0] * len(BAND_NAMES), all_sites=True))[1]["S"] == pytest.approx(base["S"], abs=1e-9)
 
 
 @pytest.mark.e2e

@@ -17,6 +17,15 @@ from adapters.fgsa_model import attach, tiny_vit_from
 from studio.loader import read_bundled
 from training import train_fgsa as T
 
+MODE_TEXT = {
+    "minmax": "inverse FFT -> min-max to [0, 1] -> x + gamma * x * attention",
+    "scaled": "inverse FFT -> divided by the pooled map's std (not renormalised after an edit) -> x + gamma * x * attention",
+    "centred": "inverse FFT -> mean removed, divided by the pooled map's std (not renormalised after an edit) -> "
+               "x + gamma * x * attention",
+    "filter": "the same ring gains applied to every channel's spectrum -> inverse FFT -> divided by the pooled map's std -> "
+              "x + gamma * filtered x",
+}
+
 LABELS = {
     "head": "frozen backbone + head",
     "full": "full fine-tuning",
@@ -64,20 +73,31 @@ def load_run_model(variant: str, seed: int, tag: str = ""):
     return attach(vit, tensors, config)
 
 
-def _s_by_mode(model, images, masks, modes, gains=None) -> dict:
+def _s_by_mode(model, images, masks, modes, gains=None, mae: dict | None = None, key: str = "") -> dict:
+    """S-measure per mode; with `mae`, also records the spectral scenes' MAE under `key`."""
     res = T.evaluate(model, images, masks, modes, gains=gains)
+    if mae is not None:
+        mae[key] = res["spectral"]["MAE"]
     return {mode: res[mode]["S"] for mode in res if mode != "all"}
 
 
 @torch.no_grad()
 def reliance(model, images, masks, modes) -> dict:
-    """S with no edit, with the known bands suppressed everywhere, and with every FGSAttn closed."""
+    """S with no edit, with the known bands suppressed everywhere, and with every FGSAttn closed
+    (plus the spectral scenes' MAE for each)."""
     if not model.site_names():
         return {}
     closed = site_gains(model, model.site_names()[0], [0.0] * len(BAND_NAMES), all_sites=True)
-    return {"none": _s_by_mode(model, images, masks, modes),
-            "known_bands_off": _s_by_mode(model, images, masks, modes, known_band_gains(model, None)),
-            "all_closed": _s_by_mode(model, images, masks, modes, closed)}
+    mae: dict = {}
+    return {"none": _s_by_mode(model, images, masks, modes, mae=mae, key="none"),
+            "known_bands_off": _s_by_mode(model, images, masks, modes, known_band_gains(model, None), mae, "known_bands_off"),
+            "all_closed": _s_by_mode(model, images, masks, modes, closed, mae, "all_closed"),
+            "spectral_mae": mae}
+
+
+def gate_means(model) -> dict[str, float]:
+    """Mean |gate| of every FGSAttn site (how far training opened it)."""
+    return {site: float(model.site(site).gamma.detach().abs().mean()) for site in model.site_names()}
 
 
 @torch.no_grad()
@@ -106,8 +126,16 @@ def learned_ring_gains(model, images, modes, mode: str = "spectral") -> dict:
 def band_suppression(model, images, masks, modes) -> dict:
     """S-measure on each mode's test scenes with one band set to 0, per site and at all sites."""
     out = reliance(model, images, masks, modes)
+    from adapters.fgsa_infer import bands_covering
+
     for site in model.site_names():
         out[f"{site}:known"] = _s_by_mode(model, images, masks, modes, known_band_gains(model, site))
+        # which of the two known bands the site routes: each one alone (when the site can hold it)
+        for name, band in (("object", OBJECT_BAND), ("background", BACKGROUND_BAND)):
+            hit = bands_covering(model, site, band)
+            if hit:
+                scales = [0.0 if i in hit else 1.0 for i in range(len(BAND_NAMES))]
+                out[f"{site}:{name} band only"] = _s_by_mode(model, images, masks, modes, site_gains(model, site, scales))
     sites = model.site_names() + ["all"]
     for site in sites:
         for b, band in enumerate(BAND_NAMES):
@@ -165,14 +193,18 @@ def write_card(bundled_seed: int = 0) -> dict:
         tag_runs = load_runs(tag)
         first = tag_runs["fgsa"][0]
         extra_runs[tag] = {"rows": summarise(tag_runs), "settings": {"gate_lr": first.get("gate_lr"), **first.get("overrides", {})},
-                           "reliance": reliance(load_run_model("fgsa", first["seed"], tag), images, masks, modes)}
+                           "reliance": {r["seed"]: reliance(load_run_model("fgsa", r["seed"], tag), images, masks, modes)
+                                        for r in sorted(tag_runs["fgsa"], key=lambda r: r["seed"])},
+                           "gates": {r["seed"]: gate_means(load_run_model("fgsa", r["seed"], tag)) for r in tag_runs["fgsa"]}}
     backbone_config = json.loads((T.CKPT / "backbone.json").read_text())
     summary = dict(summary=rows, band_suppression=suppression, example_site=key_site, extra=extra_runs, reliance=seed_reliance, ring_gains=ring_gains,
                    backbone_pretrain_cpu_seconds=backbone_config["pretrain_cpu_seconds"],
                    backbone_pretrain_steps=backbone_config["pretrain_steps"],
                    data=dict(train=T.TRAIN | {"modes": list(T.TRAIN["modes"])}, test=T.TEST | {"modes": list(T.TEST["modes"])},
                              size=T.SIZE, object_band=OBJECT_BAND, background_band=BACKGROUND_BAND),
-                   bundled_seed=bundled_seed, steps=T.STEPS, batch=T.BATCH)
+                   bundled_seed=bundled_seed, steps=T.STEPS, batch=T.BATCH,
+                   fgsa_mode=model.config.fgsa_mode, ring_init=model.config.ring_init,
+                   gates={site: [gate_means(load_run_model("fgsa", seed))[site] for seed in seed_reliance] for site in model.site_names()})
     (T.ASSETS / "ablation.json").write_text(json.dumps(summary, indent=2) + "\n")
     (T.ASSETS / "MODEL_CARD.md").write_text(card_text(summary))
     print((T.ASSETS / "MODEL_CARD.md").read_text())
@@ -218,8 +250,9 @@ def card_text(summary: dict) -> str:
         "- **Adapter (`fgsa`):** conv branch on the raw image (c1..c4 at 1/4..1/32) with FGSAttn on c1 (1/4) and c2 (1/8); a "
         "zero-gated deformable injector before the frozen blocks; after each group of 2 frozen blocks FGSAttn on the "
         "token map (zero-gated), an extractor and (between groups) another injector; a light FPN head. FGSAttn: channel-mean "
-        "map -> centred FFT -> ring means -> Linear+LeakyReLU -> per-ring amplitude gains -> inverse FFT -> min-max -> "
-        "x + gamma * x * attention (gamma starts at 0).",
+        "map -> centred FFT -> ring means -> Linear+LeakyReLU -> per-ring amplitude gains -> "
+        f"{MODE_TEXT[summary['fgsa_mode']]} (gamma starts at 0; ring gains start "
+        f"{'at 1 on every ring' if summary['ring_init'] == 'ones' else 'from a default Linear init'}).",
         f"- Training data: {summary['data']['train']['n']} generated scenes (half camouflage, half spectral), "
         f"{summary['steps']} steps of batch {summary['batch']}, AdamW lr 1e-3 (backbone 2e-4 when fine-tuned), cosine, BCE + soft IoU, flips.",
         f"- Test data: {summary['data']['test']['n']} held-out scenes (other seed), half camouflage, half spectral; 64x64. "
@@ -250,14 +283,19 @@ def card_text(summary: dict) -> str:
         return (f"| {name} | {rel['none']['camouflage']:.3f} | {rel['none']['spectral']:.3f} | {rel['known_bands_off']['spectral']:.3f} | "
                 f"{rel['all_closed']['spectral']:.3f} | {rel['all_closed']['camouflage']:.3f} |")
     for seed, rel in summary["reliance"].items():
-        lines.append(rel_row(f"fgsa seed {seed}", rel))
+        lines.append(rel_row(f"**fgsa (bundled design) seed {seed}**", rel))
     for tag, extra in summary["extra"].items():
-        lines.append(rel_row(f"fgsa{tag} ({extra['settings']})", extra["reliance"]))
+        for seed, rel in extra["reliance"].items():
+            lines.append(rel_row(f"fgsa{tag} seed {seed}", rel))
+    lines += ["", "Settings of the investigation runs (everything else as the bundled design):", ""]
+    lines += [f"- `fgsa{tag}`: {extra['settings']}" for tag, extra in summary["extra"].items()]
     lines.append("")
     for tag, extra in summary["extra"].items():
         provenance = (" This run predates the separate gate parameter group: its gates also had weight decay 0.01, so "
                       "re-running it with today's script differs slightly." if tag == "-gate-lr-1e-3" else "")
-        lines += [f"Investigation run `fgsa{tag}`, settings {extra['settings']} (one seed).{provenance}", "", *_table(extra["rows"], full=next((r["trainable"] for r in rows if r["variant"] == "full"), None)), ""]
+        n = len(extra["reliance"])
+        lines += [f"Investigation run `fgsa{tag}`, settings {extra['settings']} ({n} seed{'s' if n > 1 else ''}).{provenance}", "",
+                  *_table(extra["rows"], full=next((r["trainable"] for r in rows if r["variant"] == "full"), None)), ""]
     lines += [
         f"## Is the frequency lever real? (bundled seed {summary['bundled_seed']}, S-measure when one band is set to 0)",
         "",
@@ -266,7 +304,7 @@ def card_text(summary: dict) -> str:
         f"| (no edit) | {sup['none']['camouflage']:.3f} | {sup['none']['spectral']:.3f} |",
     ]
     for key, v in sup.items():
-        if key != "none":
+        if key not in ("none", "spectral_mae"):
             lines.append(f"| {key} | {v['camouflage']:.3f} | {v['spectral']:.3f} |")
     lines += ["", f"## Learned ring gains (seed {summary['bundled_seed']}, mean over spectral test scenes)", "",
               "| site | gate mean abs | learned gain per ring (0 = DC) | rings of the object band | rings of the background band |",
@@ -303,44 +341,83 @@ def findings(summary: dict) -> list[str]:
             out.append(f"- FGSA trains {rows['fgsa']['trainable']:,} parameters, "
                        f"{100 * rows['fgsa']['trainable'] / rows['full']['trainable']:.1f}% of full fine-tuning's {rows['full']['trainable']:,}.")
     sup = summary["band_suppression"]
+    rel = summary["reliance"]
+    base = [r["none"]["spectral"] for r in rel.values()]
+    known = [r["known_bands_off"]["spectral"] for r in rel.values()]
+    mae_base = [r["spectral_mae"]["none"] for r in rel.values()]
+    mae_known = [r["spectral_mae"]["known_bands_off"] for r in rel.values()]
+    out.append(f"- The frequency lever: zeroing, at every site, the bands that hold the spectral scenes' object and background "
+               f"frequencies lowers spectral S from {np.mean(base):.3f} to {np.mean(known):.3f} "
+               f"(per seed: {', '.join(f'{b - k:+.3f}'.replace('+', '−') for b, k in zip(base, known))}) and raises their MAE from "
+               f"{np.mean(mae_base):.3f} to {np.mean(mae_known):.3f} (mean over seeds).")
     spectral = {k: sup["none"]["spectral"] - v["spectral"] for k, v in sup.items() if ":" in k}
-    worst = sorted(spectral.items(), key=lambda kv: -kv[1])[:3]
-    out.append("- Largest spectral-scene S drops when one band is suppressed: "
-               + ", ".join(f"{k} ({-v:+.3f})" for k, v in worst) + ".")
+    worst = sorted(spectral.items(), key=lambda kv: -kv[1])[:4]
+    out.append(f"- Where it acts (bundled seed {summary['bundled_seed']}): largest spectral-scene S drops when one band is "
+               "suppressed: " + ", ".join(f"{k} ({-v:+.3f})" for k, v in worst) + ". At c1, the object's band alone: "
+               f"{-spectral.get('c1:object band only', float('nan')):+.3f}, the background's band alone: "
+               f"{-spectral.get('c1:background band only', float('nan')):+.3f}; the DC band carries no spatial "
+               f"information once the mean is removed ({-spectral.get('c1:DC', float('nan')):+.3f}).")
     camo = {k: sup["none"]["camouflage"] - v["camouflage"] for k, v in sup.items() if ":" in k and not k.endswith(":known")}
     worst_camo = sorted(camo.items(), key=lambda kv: -kv[1])[:3]
     out.append("- Largest camouflage-scene S drops when one band is suppressed: "
-               + ", ".join(f"{k} ({-v:+.3f})" for k, v in worst_camo) + ". Where the adapter leans on FGSAttn it is "
-               "mostly through the lowest rings of the 1/8 token maps (object-sized, envelope-scale frequencies), not the "
-               "texture bands themselves.")
-    rel = summary["reliance"]
-    closed = [r["none"]["spectral"] - r["all_closed"]["spectral"] for r in rel.values()]
-    known = [r["none"]["spectral"] - r["known_bands_off"]["spectral"] for r in rel.values()]
-    cam_closed = [r["none"]["camouflage"] - r["all_closed"]["camouflage"] for r in rel.values()]
-    out.append(f"- Closing FGSAttn at every site of the trained adapter lowers S by {np.mean(closed):.3f} on spectral and "
-               f"{np.mean(cam_closed):.3f} on camouflage scenes (mean over seeds); zeroing only the known bands lowers spectral "
-               f"S by {np.mean(known):.3f}. FGSAttn is used, but it is not where most of the adapter's gain comes from: the "
-               "conv branch without FGSAttn scores about the same (table above).")
+               + ", ".join(f"{k} ({-v:+.3f})" for k, v in worst_camo) + ".")
     gains = summary.get("ring_gains", {}).get("c1")
     if gains:
         top = sorted(range(len(gains["gain"])), key=lambda r: -gains["gain"][r])[:3]
-        out.append(f"- What FGSAttn learned at c1 (1/4 resolution): the largest ring gains sit on rings {sorted(top)}; the "
-                   f"object band occupies rings {gains['object_rings']} and the background band rings "
-                   f"{gains['background_rings']} there; every other ring is pushed to about 0. The rings are the right ones.")
+        obj = float(np.mean([gains["gain"][r] for r in gains["object_rings"]])) if gains["object_rings"] else float("nan")
+        bg = float(np.mean([gains["gain"][r] for r in gains["background_rings"]])) if gains["background_rings"] else float("nan")
+        out.append(f"- What FGSAttn learned at c1 (1/4 resolution, bundled seed): the largest ring gains sit on rings {sorted(top)} "
+                   f"(ring 0, DC, is inert once the mean is removed); the object band occupies rings {gains['object_rings']} "
+                   f"(mean gain {obj:.2f}) and the background band rings {gains['background_rings']} (mean gain {bg:.2f}). "
+                   + ("So the trained network routes the *background's* band through FGSAttn and finds the object where that "
+                      "band's energy is missing; the object's own band is nearly closed, and suppressing it alone changes "
+                      "nothing. The tab's lever is real, but the band that matters is the background's."
+                      if bg > 2 * obj else "Both known bands are open."))
     out.append("- Resolution: the object band (0.085–0.12 cycles/px) lies above the Nyquist frequency of every 1/8 map "
                "(0.0625), so only c1 can see it as a ring; c2 and the token sites see only the background band and the "
-               "texture's rectified envelope. That is why the paper puts FGSAttn on the high-resolution conv maps.")
-    gammas = [info["gamma_mean_abs"] for info in summary.get("ring_gains", {}).values()]
+               "texture's rectified envelope. That is why the paper puts FGSAttn on the high-resolution conv maps, and why "
+               "the lever lives at c1.")
+
+    def known_drops(tag: str) -> str:
+        extra = summary["extra"].get(tag)
+        if not extra:
+            return "not run"
+        return ", ".join(f"{r['none']['spectral'] - r['known_bands_off']['spectral']:+.3f}".replace("+", "−")
+                         + f" (closed {r['none']['spectral'] - r['all_closed']['spectral']:+.3f})".replace("+", "−")
+                         for r in extra["reliance"].values())
+    out.append("- Why the lever used to be weak, and what fixed it (spectral-S change when the known bands are zeroed, per "
+               "seed; in brackets when every band is zeroed): "
+               f"(1) min-max normalising the filtered map (`-minmax`: {known_drops('-minmax')}): after an edit the remaining "
+               "rings are stretched back to [0, 1], so removing a band mostly changes the attention's shape, and the network "
+               "learned to treat the attention as a mild re-weighting; "
+               f"(2) dividing by the pooled map's spread instead (`-scaled`: {known_drops('-scaled')}): an edit now removes "
+               "its share of the attention, but some seeds routed FGSAttn through the DC ring, i.e. a per-image global gain "
+               "that carries no frequency information; "
+               f"(3) also removing the mean, as min-max did (`-centred-linear`: {known_drops('-centred-linear')}): only "
+               "frequency content is left, but with nn.Linear's default init each ring gain starts at a random sign and "
+               "those below zero sit on the LeakyReLU's flat side (slope 0.01); mean |gate| at c1 per seed: "
+               + ", ".join(f"{g['c1']:.2f}" for g in summary["extra"].get("-centred-linear", {}).get("gates", {}).values())
+               + " against " + ", ".join(f"{g:.2f}" for g in summary.get("gates", {}).get("c1", [])) + " in the bundled design; "
+               "(4) the bundled design also starts every ring gain at 1 (weight 0, bias 1), so every ring learns from step "
+               "one: the known-band drop above, at every seed. The gates still start at zero (identity) and the learned "
+               "gains still come from the ring means through the linear layer. "
+               f"Applying the gains to every channel's spectrum instead of using an attention map (`-filter`: "
+               f"{known_drops('-filter')}) also gives a lever, a weaker one.")
+    if "conv" in rows and "fgsa" in rows:
+        out.append(f"- What FGSAttn adds to quality: the conv branch without FGSAttn scores S {rows['conv']['S']} against "
+                   f"{rows['fgsa']['S']} for the full adapter. On these scenes a conv branch can also learn the bands with "
+                   "local filters; with FGSAttn in place the trained network routes the band evidence through it (the "
+                   "lever above), which is what makes the edit meaningful, but FGSAttn is not where most of the adapter's "
+                   "gain over frozen+head and full fine-tuning comes from.")
     gate_rows = {tag: extra for tag, extra in summary["extra"].items() if tag.startswith("-gate-lr")}
     gate_text = "; ".join(
         f"gate rate {extra['settings']['gate_lr']:g}: S {extra['rows'][0]['S'].split(' ')[0]}, closing FGSAttn costs "
-        f"{extra['reliance']['none']['spectral'] - extra['reliance']['all_closed']['spectral']:.3f} spectral S"
+        f"{next(iter(extra['reliance'].values()))['none']['spectral'] - next(iter(extra['reliance'].values()))['all_closed']['spectral']:.3f} spectral S"
         for tag, extra in sorted(gate_rows.items()))
-    out.append("- Why the lever is weak: FGSAttn multiplies features that already carry the band information "
-               "(x + gamma * x * attention), and the conv filters right after it can detect these bands locally, so the "
-               "network uses the attention as a modest re-weighting, not as its only route. Gate learning rate matters: "
-               f"{gate_text}; bundled (gate rate 1e-1): S {rows['fgsa']['S'] if 'fgsa' in rows else '?'}, mean |gate| per site "
-               + ", ".join(f"{g:.2f}" for g in gammas) + ".")
+    gammas = [info["gamma_mean_abs"] for info in summary.get("ring_gains", {}).values()]
+    if gate_text:
+        out.append("- Gate learning rate (min-max design): " + gate_text + f"; the bundled design uses 1e-1 (mean |gate| per "
+                   "site " + ", ".join(f"{g:.2f}" for g in gammas) + ").")
     return out
 
 

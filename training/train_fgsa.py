@@ -205,16 +205,21 @@ def train_variant(variant: str, seed: int, steps: int = STEPS, tag: str = "", ga
 
 
 INVESTIGATIONS = {
-    # where FGSAttn sits and how strongly its gate can open (see "Findings" in the model card)
-    "-gate-lr-1e-3": dict(gate_lr=LR),
-    "-gate-lr-1e-2": dict(gate_lr=1e-2),
-    "-c1-only": dict(fgsa_conv_levels=(1,), fgsa_tokens=False),
+    # how FGSAttn's filtered map is normalised and applied, how its ring gains start, where it sits,
+    # how fast its gate opens (see "Findings" in the model card); the number is how many seeds run
+    "-minmax": (dict(fgsa_mode="minmax", ring_init="linear"), 3),
+    "-scaled": (dict(fgsa_mode="scaled", ring_init="linear"), 3),
+    "-centred-linear": (dict(fgsa_mode="centred", ring_init="linear"), 2),
+    "-filter": (dict(fgsa_mode="filter", ring_init="linear"), 1),
+    "-gate-lr-1e-3": (dict(gate_lr=LR, fgsa_mode="minmax", ring_init="linear"), 1),
+    "-gate-lr-1e-2": (dict(gate_lr=1e-2, fgsa_mode="minmax", ring_init="linear"), 1),
+    "-c1-only": (dict(fgsa_conv_levels=(1,), fgsa_tokens=False, fgsa_mode="minmax", ring_init="linear"), 1),
 }
 
 
 def investigate(seeds) -> None:
-    for seed in seeds:
-        for tag, settings in INVESTIGATIONS.items():
+    for tag, (settings, n_seeds) in INVESTIGATIONS.items():
+        for seed in seeds[:n_seeds]:
             train_variant("fgsa", seed, tag=tag, **settings)
 
 
@@ -235,7 +240,7 @@ def main(argv=None) -> None:
             for variant in args.variants:
                 train_variant(variant, seed)
     if args.stage in ("all", "investigate"):
-        investigate(args.seeds[:1])
+        investigate(args.seeds)
     if args.stage in ("all", "card"):
         from training.fgsa_card import write_card
 
