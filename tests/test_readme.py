@@ -28,3 +28,21 @@ def test_space_front_matter_matches_the_pinned_gradio():
     for key in ("sdk: gradio", "app_file: app.py", "python_version:", "models:"):
         assert key in front
     assert re.search(r"^torch==2\.13\.0$", (REPO / "requirements.txt").read_text(), flags=re.M)
+
+
+def test_space_front_matter_lists_every_tab_hub_model():
+    import tabs
+
+    front = README.split("---")[1]
+    for module in tabs.registered_tabs():
+        spec = module.INFO.spec
+        if spec is not None and spec.hub_id:
+            assert f"  - {spec.hub_id}\n" in front, f"{spec.hub_id} ({module.INFO.key}) missing from the Space's models"
+
+
+def test_readme_tab_table_names_every_tab():
+    import tabs
+
+    table = README[README.index("<!-- tab-table -->"):README.index("<!-- /tab-table -->")]
+    for module in tabs.registered_tabs():
+        assert f"| {module.INFO.title} |" in table
