@@ -105,8 +105,8 @@ def load_hub(repo_or_dir: str) -> I2VModel:
     ip_source = os.path.join(repo_or_dir, "ip-adapter") if local else IP_ADAPTER_ID
     i2v_source = repo_or_dir if local else I2V_ADAPTER_ID
     dtype = torch.float16 if torch.cuda.is_available() else torch.float32
-    motion = MotionAdapter.from_pretrained(motion_id, torch_dtype=dtype)
-    pipe = AnimateDiffPipeline.from_pretrained(base, motion_adapter=motion, torch_dtype=dtype)
+    motion = MotionAdapter.from_pretrained(motion_id, dtype=dtype)
+    pipe = AnimateDiffPipeline.from_pretrained(base, motion_adapter=motion, dtype=dtype)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False, timestep_spacing="linspace", steps_offset=1)
     pipe.set_progress_bar_config(disable=True)
     adapter = install_i2v_adapter(pipe.unet)

@@ -26,7 +26,7 @@ VAE_CONFIG = dict(
     block_out_channels=(16, 32, 32),
     layers_per_block=1,
     latent_channels=4,
-    norm_num_groups=16,
+    norm_num_groups=4,  # 16 groups of a 16-wide block would normalise away each channel's mean (the colours)
     sample_size=FRAME_SIZE,
     mid_block_add_attention=False,
 )
