@@ -223,12 +223,20 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def flow_magnitudes(video: np.ndarray) -> np.ndarray:
-    """Mean Farneback optical-flow magnitude (pixels) between consecutive frames."""
+    """Mean Farneback optical-flow magnitude (in input pixels) between consecutive frames.
+
+    Flow runs on each colour channel and the strongest channel counts, because a blue sprite on a
+    green background can vanish in grey; tiny frames are upscaled first so the window fits."""
     import cv2
 
-    gray = [(cv2.cvtColor((np.clip(f, 0, 1) * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)) for f in video]
+    video = np.clip(np.asarray(video, np.float32), 0, 1)
+    scale = max(1, 128 // video.shape[1])
+    frames = [cv2.resize((f * 255).astype(np.uint8), None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) for f in video]
     out = []
-    for a, b in zip(gray[:-1], gray[1:]):
-        flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 2, 7, 3, 5, 1.1, 0)
-        out.append(float(np.linalg.norm(flow, axis=-1).mean()))
+    for a, b in zip(frames[:-1], frames[1:]):
+        per_channel = []
+        for c in range(3):
+            flow = cv2.calcOpticalFlowFarneback(a[..., c], b[..., c], None, 0.5, 3, 15, 3, 5, 1.2, 0)
+            per_channel.append(float(np.linalg.norm(flow, axis=-1).mean()) / scale)
+        out.append(max(per_channel))
     return np.array(out, dtype=np.float32)

@@ -12,6 +12,7 @@ from types import ModuleType
 
 TAB_MODULES: list[str] = [
     "tabs.about",
+    "tabs.i2v",
 ]
 
 

@@ -277,6 +277,33 @@ def train(seed: int, stages: list[str]) -> dict:
     return log
 
 
+EXAMPLES = (  # held-out (colour, shape, direction) triples, so the examples show generalisation
+    ("red", "square", "up", 0.5),
+    ("blue", "circle", "down", 0.75),
+    ("green", "triangle", "left", 0.25),
+    ("yellow", "square", "right", 1.0),
+)
+
+
+def write_examples(out: Path, seed: int = 7, upscale: int = 4) -> None:
+    """First frames of held-out clips, upscaled (nearest) so they are visible; the tab's examples."""
+    from PIL import Image
+
+    from adapters.i2v_data import make_clip
+
+    folder = out / "examples"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for colour, shape, direction, strength in EXAMPLES:
+        clip = make_clip(rng, colour=colour, shape=shape, direction=direction)
+        frame = (clip.frames[0] * 255 + 0.5).astype(np.uint8).repeat(upscale, 0).repeat(upscale, 1)
+        name = f"{colour}_{shape}.png"
+        Image.fromarray(frame).save(folder / name)
+        rows.append({"image": name, "prompt": clip.caption, "motion_strength": strength})
+    (folder / "examples.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
@@ -284,11 +311,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps-scale", type=float, default=1.0, help="smoke tests only: fewer steps")
     parser.add_argument("--checkpoints", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--examples-only", action="store_true", help="only (re)write the tab's example images")
     args = parser.parse_args(argv)
     global CHECKPOINTS, OUT
     CHECKPOINTS, OUT = args.checkpoints or CHECKPOINTS, args.out or OUT
     for name in STEPS:
         STEPS[name] = max(1, int(STEPS[name] * args.steps_scale))
+    write_examples(OUT)
+    if args.examples_only:
+        return
     stages = list(STAGES) if args.stage == "all" else [args.stage]
     started = time.time()
     log = train(args.seed, stages)
