@@ -33,11 +33,12 @@ def measure_clip(model, clip, *, m: float, seed: int, adapter_on: bool, steps: i
     }
 
 
-def evaluate(model, *, seeds=(0, 1), m: float = 0.5, motion_grid=MOTION_GRID, steps: int = 20, guidance: float = 4.0,
-             per_prompt: int = 1, on_step=None) -> dict:
-    """Adapter on/off on every held-out prompt (x seeds), then mean flow per motion strength."""
+def evaluate(model, *, seeds=(0, 1), pair_strengths=(0.5, 1.0), motion_grid=MOTION_GRID, steps: int = 20,
+             guidance: float = 4.0, per_prompt: int = 1, on_step=None) -> dict:
+    """Adapter on/off on every held-out prompt (x seeds) at each of `pair_strengths` (m=1 is the
+    official inference setting: sampling from the fully noised prior), then mean flow per m."""
     clips = held_out_clips(per_prompt=per_prompt, size=model.frame_size, frames=model.num_frames)
-    total = len(clips) * len(seeds) * 2 + len(clips) * len(motion_grid)
+    total = len(clips) * len(seeds) * 2 * len(pair_strengths) + len(clips) * len(motion_grid)
     done = 0
 
     def tick():
@@ -46,51 +47,59 @@ def evaluate(model, *, seeds=(0, 1), m: float = 0.5, motion_grid=MOTION_GRID, st
         if on_step:
             on_step(done, total)
 
-    rows = {True: [], False: []}
-    for clip in clips:
-        for seed in seeds:
-            for on in (True, False):
-                rows[on].append(measure_clip(model, clip, m=m, seed=seed, adapter_on=on, steps=steps, guidance=guidance))
-                tick()
-    summary = {}
-    for on, name in ((True, "adapter_on"), (False, "adapter_off")):
-        summary[name] = {k: float(np.mean([r[k] for r in rows[on]])) for k in rows[on][0]}
+    pairs = []
+    for m in pair_strengths:
+        rows = {True: [], False: []}
+        for clip in clips:
+            for seed in seeds:
+                for on in (True, False):
+                    rows[on].append(measure_clip(model, clip, m=m, seed=seed, adapter_on=on, steps=steps, guidance=guidance))
+                    tick()
+        pairs.append({"m": m, **{name: {k: float(np.mean([r[k] for r in rows[on]])) for k in rows[on][0]}
+                                 for on, name in ((True, "adapter_on"), (False, "adapter_off"))}})
     flow = []
     for value in motion_grid:
         per_clip = []
         for clip in clips:
             per_clip.append(measure_clip(model, clip, m=value, seed=seeds[0], adapter_on=True, steps=steps, guidance=guidance))
             tick()
-        flow.append({"m": value, "flow": float(np.mean([r["flow"] for r in per_clip])),
-                     "first_frame_psnr": float(np.mean([r["first_frame_psnr"] for r in per_clip])),
-                     "shape_iou": float(np.mean([r["shape_iou"] for r in per_clip]))})
+        flow.append({"m": value, **{k: float(np.mean([r[k] for r in per_clip])) for k in per_clip[0]}})
     flows = [f["flow"] for f in flow]
-    summary["motion_sweep"] = flow
-    summary["flow_monotone"] = bool(all(b > a for a, b in zip(flows, flows[1:])))
-    summary["settings"] = {"held_out_prompts": len(clips), "seeds": list(seeds), "m": m, "steps": steps,
-                           "guidance": guidance, "frames": model.num_frames, "size": model.frame_size}
-    return summary
+    return {
+        "pairs": pairs,
+        "motion_sweep": flow,
+        "flow_monotone": bool(all(b > a for a, b in zip(flows, flows[1:]))),
+        "settings": {"held_out_prompts": len(clips), "seeds": list(seeds), "steps": steps, "guidance": guidance,
+                     "frames": model.num_frames, "size": model.frame_size},
+    }
 
 
 def figures_markdown(figures: dict) -> str:
-    """The measured figures as a small Markdown table (tab and model card)."""
+    """The measured figures as Markdown tables (tab and model card)."""
     if not figures:
-        return "_No measured figures for this model yet (run `python -m bench.i2v`)._"
-    on, off = figures["adapter_on"], figures["adapter_off"]
+        return "_No measured figures for this model yet (run `python -m bench.i2v --write`)._"
     s = figures["settings"]
     lines = [
         f"Measured on {s['held_out_prompts']} held-out sprite prompts x {len(s['seeds'])} seeds "
-        f"(m={s['m']}, {s['steps']} steps, guidance {s['guidance']}):",
+        f"({s['steps']} steps, guidance {s['guidance']}, {s['frames']} frames of {s['size']}x{s['size']}); "
+        "adapter off = same sampler, prior and seed with the branch at 0.",
         "",
-        "| | adapter on | adapter off |",
-        "|---|---|---|",
-        f"| shape consistency (aligned IoU vs frame 0, higher is better) | {on['shape_iou']:.3f} | {off['shape_iou']:.3f} |",
-        f"| colour drift (RGB distance vs frame 0, lower is better) | {on['colour_error']:.3f} | {off['colour_error']:.3f} |",
-        f"| motion direction matches the caption | {100 * on['direction_ok']:.0f}% | {100 * off['direction_ok']:.0f}% |",
-        f"| first-frame PSNR vs input | {on['first_frame_psnr']:.1f} dB | {off['first_frame_psnr']:.1f} dB |",
+        "| motion strength | variant | shape consistency (IoU vs frame 0, higher better) | colour drift (lower better) | direction matches caption | first-frame PSNR |",
+        "|---|---|---|---|---|---|",
+    ]
+    for pair in figures["pairs"]:
+        for name, label in (("adapter_on", "adapter on"), ("adapter_off", "adapter off")):
+            r = pair[name]
+            lines.append(f"| {pair['m']:g} | {label} | {r['shape_iou']:.3f} | {r['colour_error']:.3f} | "
+                         f"{100 * r['direction_ok']:.0f}% | {r['first_frame_psnr']:.1f} dB |")
+    lines += [
         "",
-        "Mean optical-flow magnitude (px/frame) by motion strength: "
-        + ", ".join(f"m={f['m']:g}: {f['flow']:.2f}" for f in figures["motion_sweep"])
-        + (" (rises monotonically)." if figures.get("flow_monotone") else " (NOT monotone)."),
+        "| motion strength m | " + " | ".join(f"{f['m']:g}" for f in figures["motion_sweep"]) + " |",
+        "|---|" + "---|" * len(figures["motion_sweep"]),
+        "| mean flow (px/frame) | " + " | ".join(f"{f['flow']:.3f}" for f in figures["motion_sweep"]) + " |",
+        "| shape consistency | " + " | ".join(f"{f['shape_iou']:.3f}" for f in figures["motion_sweep"]) + " |",
+        "| first-frame PSNR (dB) | " + " | ".join(f"{f['first_frame_psnr']:.1f}" for f in figures["motion_sweep"]) + " |",
+        "",
+        "Flow " + ("rises monotonically with m." if figures.get("flow_monotone") else "does **not** rise monotonically with m."),
     ]
     return "\n".join(lines)

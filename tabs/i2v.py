@@ -29,6 +29,9 @@ def _load_hub(repo_or_dir: str):
     return load_hub(repo_or_dir)
 
 
+# the lead's browser test waits until this element has decoded the video (readyState >= 2)
+BROWSER_RESULT = f"#{KEY}-video-on video"
+
 SPEC = ModelSpec(key=KEY, hub_id="space-xun/i2v_adapter", load_bundled=_load_bundled, load_hub=_load_hub)
 
 

@@ -327,6 +327,8 @@ def main(argv: list[str] | None = None) -> None:
     previous = json.loads(log_path.read_text()) if log_path.is_file() else {}
     previous.update(log)
     log_path.write_text(json.dumps(previous, indent=2))
+    if (OUT / "i2v_adapter.safetensors").is_file():  # the model card reads the stage costs from here
+        (OUT / "training_log.json").write_text(json.dumps({s: previous[s] for s in STAGES if s in previous}, indent=2) + "\n")
     print(json.dumps(previous, indent=2))
     print(f"wall {time.time() - started:.0f}s")
 
