@@ -108,7 +108,7 @@ class Stage:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.params, 1.0)
             self.optimizer.step()
-            self.losses.append(float(loss))
+            self.losses.append(float(loss.detach()))
             self.step += 1
             self.cpu_seconds = base_cpu + time.process_time() - started
             if self.step % 50 == 0:
