@@ -227,7 +227,7 @@ def motion_settings(m: float) -> MotionSettings:
         start_fraction=0.45 + 0.55 * m,
         blur_sigma=0.4 + 1.6 * m,
         blur_mix=0.5 * m,
-        adapter_scale=1.0 - 0.35 * m,
+        adapter_scale=1.0 - 0.2 * m,
     )
 
 

@@ -34,9 +34,9 @@ from studio.loader import ASSETS
 OUT = ASSETS / "i2v"
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints" / "i2v"
 STAGES = ("vae", "unet", "motion", "i2v")
-STEPS = {"vae": 1200, "unet": 1500, "motion": 900, "i2v": 700}
+STEPS = {"vae": 1200, "unet": 1500, "motion": 900, "i2v": 1200}
 BATCH = {"vae": 32, "unet": 32, "motion": 6, "i2v": 6}
-LR = {"vae": 2e-3, "unet": 1e-3, "motion": 1e-3, "i2v": 1e-3}
+LR = {"vae": 2e-3, "unet": 1e-3, "motion": 1e-3, "i2v": 3e-3}
 CAPTION_DROPOUT = 0.1  # empty captions teach the unconditional branch classifier-free guidance uses
 CHECKPOINT_EVERY_S = 120
 
@@ -126,7 +126,14 @@ def diffusion_loss(model_fn, latents: torch.Tensor, scheduler, gen: torch.Genera
     and is left out of the loss (the I2V-Adapter setting)."""
     n = latents.shape[0] // frames
     noise = torch.randn(latents.shape, generator=gen)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=gen)
+    if keep_first:
+        # the first-frame branch matters where the noisy frames have lost the appearance: weight
+        # high noise levels more (t = T(1 - u^2): density rising towards T), as sampling from the
+        # Frame Similarity Prior starts there
+        u = torch.rand(n, generator=gen)
+        t = ((1 - u**2) * (scheduler.config.num_train_timesteps - 1)).round().long()
+    else:
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=gen)
     noisy = scheduler.add_noise(latents, noise, t.repeat_interleave(frames))
     if keep_first:
         first = torch.arange(n) * frames
