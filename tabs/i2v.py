@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
@@ -70,6 +71,24 @@ INFO = TabInfo(
 )
 
 
+@contextmanager
+def _cpu_threads(n: int | None):
+    """The bundled model is a few thousand tiny ops per video: extra CPU threads only add
+    synchronisation (measured in bench/i2v.py: 2 threads many times slower than 1 on the shared
+    2-core machine). Heavy events run one at a time, so narrowing the pool for the call is safe."""
+    import torch
+
+    if n is None or torch.cuda.is_available():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _duration(*args, **kwargs) -> int:
     return 120
 
@@ -78,6 +97,14 @@ def _duration(*args, **kwargs) -> int:
 def generate(pixels, prompt: str, negative_prompt: str, motion_strength: float, frames: int, steps: int,
              guidance: float, seed: int, on_step=None) -> dict:
     """Adapter on and off at the same seed; returns numpy videos, flow per frame and the device."""
+    loaded = MODELS.get(SPEC)
+    model = loaded.value
+    with _cpu_threads(1 if model.frame_size <= 64 else None):
+        return _generate(model, loaded.notice, pixels, prompt, negative_prompt, motion_strength, frames, steps,
+                         guidance, seed, on_step)
+
+
+def _generate(model, notice, pixels, prompt, negative_prompt, motion_strength, frames, steps, guidance, seed, on_step):
     import numpy as np
     import torch
 
@@ -85,8 +112,6 @@ def generate(pixels, prompt: str, negative_prompt: str, motion_strength: float, 
     from adapters.i2v_data import flow_magnitudes
     from adapters.i2v_eval import to_image_tensor
 
-    loaded = MODELS.get(SPEC)
-    model = loaded.value
     device = compute_device()
     model.pipe.to(device)
     image = to_image_tensor(pixels).to(device)
@@ -108,7 +133,7 @@ def generate(pixels, prompt: str, negative_prompt: str, motion_strength: float, 
                                  ip_adapter_image=ip_image, on_step=tick)
         videos[on] = result.video.permute(0, 2, 3, 1).numpy()
     return {"on": videos[True], "off": videos[False], "flow_on": flow_magnitudes(videos[True]),
-            "flow_off": flow_magnitudes(videos[False]), "device": device_label(device), "notice": loaded.notice,
+            "flow_off": flow_magnitudes(videos[False]), "device": device_label(device), "notice": notice,
             "settings": motion}
 
 
