@@ -103,9 +103,11 @@ def verdict(figures: dict) -> str:
     accuracy = [p["adapter_on"]["direction_ok"] for p in figures["pairs"]]
     lines.append(
         f"- Motion direction does **not** follow the caption: {', '.join(f'{100 * a:.0f}%' for a in accuracy)} with the "
-        "adapter (chance is 25%). The motion module was trained for only 900 steps of 6 clips and the frozen text "
-        "encoder is random, so the sprite jitters around its first position rather than gliding the way the prompt "
-        "says. This is the main thing missing; longer motion-module training is the first thing to try (not tried here for lack of CPU time).")
+        "adapter (chance is 25%). The motion module saw 2500 batches of 6 clips and the frozen text encoder is "
+        "random, so the sprite jitters around its first position rather than gliding the way the prompt "
+        "says. This is the main thing missing; a 2500-step motion module did no better than a 900-step one, so "
+        "the next thing to try is a text encoder trained (or chosen) to separate the direction words, or captions "
+        "that reach the motion module directly.")
     return "\n".join(lines)
 
 
@@ -162,8 +164,10 @@ Speed ({speed.get('steps', '?')} steps, classifier-free guidance, one 8-frame vi
 adapter on {speed.get('seconds_adapter_on_1_thread', float('nan')):.2f} s, adapter off
 {speed.get('seconds_adapter_off_1_thread', float('nan')):.2f} s on 1 CPU thread (the branch costs
 {100 * (speed.get('seconds_adapter_on_1_thread', 1) / max(speed.get('seconds_adapter_off_1_thread', 1), 1e-9) - 1):.0f}%);
-{speed.get('seconds_adapter_on_2_threads', float('nan')):.2f} s on 2 threads while other jobs shared the two cores
-(many tiny ops: extra threads only add contention here).
+{speed.get('seconds_adapter_on_2_threads', float('nan')):.2f} s on 2 threads. The model is thousands of tiny
+ops, so a second thread gains nothing, and on this shared 2-core machine 2-thread timings swing with
+other jobs' load (an earlier bench run measured 31 s against 0.89 s on one thread); the tab runs the
+bundled model on one thread.
 
 How the figures are measured (`adapters/i2v_eval.py`): the input is frame 0 of a rendered held-out
 clip and the prompt its caption. *Shape consistency*: the sprite is found in each generated frame
@@ -179,9 +183,12 @@ prior, same clean first frame, same seed) with the branch scale at 0.
 
 {verdict(figures)}
 
-Not counted in the total above: two discarded development runs, a first VAE (GroupNorm with one
-channel per group, which normalised away the background colours; 2.4 CPU minutes) and a first I2V
-stage (lr 1e-3, 700 steps, uniform timesteps; 3.3 CPU minutes, a smaller adapter effect).
+Not counted in the total above: discarded development runs of 13.9 CPU minutes, all with the
+same data and seed: a first VAE (GroupNorm with one channel per group, which normalised away the
+background colours; 2.4 min), a first I2V stage (lr 1e-3, 700 steps, uniform timesteps; 3.3 min,
+a smaller adapter effect), and a 900-step motion module with its own I2V stage (4.3 + 5.9 min:
+direction accuracy 17-21%, adapter effect +0.007 / +0.030 IoU at m=0.5 / 1), replaced by the
+2500-step motion module above, which did not fix direction either.
 
 ## Limits
 

@@ -73,9 +73,9 @@ INFO = TabInfo(
 
 @contextmanager
 def _cpu_threads(n: int | None):
-    """The bundled model is a few thousand tiny ops per video: extra CPU threads only add
-    synchronisation (measured in bench/i2v.py: 2 threads many times slower than 1 on the shared
-    2-core machine). Heavy events run one at a time, so narrowing the pool for the call is safe."""
+    """The bundled model is a few thousand tiny ops per video: a second CPU thread gains nothing
+    (bench/i2v.py: 0.98 s vs 0.94 s on an idle machine) and, when the cores are shared, made a video
+    35x slower (31 s vs 0.9 s). Heavy events run one at a time, so narrowing the pool is safe."""
     import torch
 
     if n is None or torch.cuda.is_available():

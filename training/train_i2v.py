@@ -34,7 +34,7 @@ from studio.loader import ASSETS
 OUT = ASSETS / "i2v"
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints" / "i2v"
 STAGES = ("vae", "unet", "motion", "i2v")
-STEPS = {"vae": 1200, "unet": 1500, "motion": 900, "i2v": 1200}
+STEPS = {"vae": 1200, "unet": 1500, "motion": 2500, "i2v": 1200}
 BATCH = {"vae": 32, "unet": 32, "motion": 6, "i2v": 6}
 LR = {"vae": 2e-3, "unet": 1e-3, "motion": 1e-3, "i2v": 3e-3}
 CAPTION_DROPOUT = 0.1  # empty captions teach the unconditional branch classifier-free guidance uses
