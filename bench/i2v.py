@@ -37,6 +37,7 @@ def measure(quick: bool = False) -> tuple[dict, list[dict]]:
     from adapters.i2v_eval import evaluate, to_image_tensor
     from adapters.i2v_data import held_out_clips
 
+    threads_before = torch.get_num_threads()
     torch.set_num_threads(1)
     model = load_bundled(ASSETS)
     steps = 10 if quick else 20
@@ -73,7 +74,7 @@ def measure(quick: bool = False) -> tuple[dict, list[dict]]:
                      t_on / t_off, f"adapter off {t_off:.2f} s: the branch's overhead"))
     torch.set_num_threads(2)
     t_two = _timed(run(True))
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads_before)
     rows.append(_row("one 8-frame 32x32 video, CPU 2 threads", f"seconds ({steps} steps, CFG)", t_two, "1 thread",
                      t_two / t_on, "shared 2-core machine: other jobs may be running"))
     figures["speed"] = {"seconds_adapter_on_1_thread": t_on, "seconds_adapter_off_1_thread": t_off,
