@@ -14,6 +14,7 @@ TAB_MODULES: list[str] = [
     "tabs.about",
     "tabs.filter2noise",
     "tabs.fgsa",
+    "tabs.i2v",
     "tabs.kangaroo",
 ]
 

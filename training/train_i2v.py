@@ -1,0 +1,344 @@
+"""Train the bundled image-to-video models from a seed, stage by stage, on synthetic sprite videos.
+
+    python -m training.train_i2v --seed 0            # every stage, resuming where it stopped
+    python -m training.train_i2v --stage motion      # one stage (earlier stages must be done)
+
+Stages, each trained with everything before it frozen (as in AnimateDiff and I2V-Adapter):
+  1. vae     tiny AutoencoderKL on single frames (32x32 -> 8x8x4)
+  2. unet    tiny text-to-image UNet2DConditionModel on single frames + captions
+             (the CLIP text encoder stays at its seeded random initialisation and is never trained)
+  3. motion  AnimateDiff-style MotionAdapter on 8-frame clips, VAE/text/UNet frozen
+  4. i2v     the I2V-Adapter branch (query + zero-init output projection in every spatial
+             self-attention) on clips whose frame 0 stays clean, everything else frozen
+
+Each stage checkpoints to training/checkpoints/i2v/<stage>.pt every few minutes and resumes from
+it; the batch at step k is drawn from (seed, stage, k), so an interrupted run gives the same
+weights as an uninterrupted one. Single-threaded by default (the machine is shared).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from adapters.i2v_data import clip_batch
+from adapters.i2v_models import NUM_FRAMES, build_pipeline, encode_text, new_components, write_tokenizer
+from studio.loader import ASSETS
+
+OUT = ASSETS / "i2v"
+CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints" / "i2v"
+STAGES = ("vae", "unet", "motion", "i2v")
+STEPS = {"vae": 1200, "unet": 1500, "motion": 2500, "i2v": 1200}
+BATCH = {"vae": 32, "unet": 32, "motion": 6, "i2v": 6}
+LR = {"vae": 2e-3, "unet": 1e-3, "motion": 1e-3, "i2v": 3e-3}
+CAPTION_DROPOUT = 0.1  # empty captions teach the unconditional branch classifier-free guidance uses
+CHECKPOINT_EVERY_S = 120
+
+
+def learning_rate(stage: str, step: int) -> float:
+    warmup = 50
+    total = STEPS[stage]
+    if step < warmup:
+        return LR[stage] * (step + 1) / warmup
+    return LR[stage] * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1))))
+
+
+def batch_rng(seed: int, stage: str, step: int) -> tuple[np.random.Generator, torch.Generator]:
+    key = [seed, STAGES.index(stage), step]
+    gen = torch.Generator().manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
+    return np.random.default_rng(key), gen
+
+
+def to_pixels(frames: np.ndarray) -> torch.Tensor:
+    """(B, F, H, W, 3) in [0, 1] -> (B*F, 3, H, W) in [-1, 1]."""
+    x = torch.from_numpy(frames).float()
+    return x.reshape(-1, *x.shape[-3:]).permute(0, 3, 1, 2) * 2 - 1
+
+
+def drop_captions(captions: list[str], rng: np.random.Generator) -> list[str]:
+    return ["" if rng.random() < CAPTION_DROPOUT else c for c in captions]
+
+
+@torch.no_grad()
+def encode_latents(vae, pixels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    dist = vae.encode(pixels).latent_dist
+    return (dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen)) * vae.config.scaling_factor
+
+
+class Stage:
+    """One resumable training stage: its trainable parameters, a step function, a checkpoint."""
+
+    def __init__(self, name: str, params: list[torch.nn.Parameter], state_module: torch.nn.Module, seed: int):
+        self.name, self.params, self.module, self.seed = name, params, state_module, seed
+        self.optimizer = torch.optim.AdamW(params, lr=LR[name], weight_decay=1e-4)
+        self.step, self.losses, self.cpu_seconds = 0, [], 0.0
+        self.path = CHECKPOINTS / f"{name}.pt"
+
+    def resume(self) -> None:
+        if self.path.is_file():
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            self.module.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.step, self.losses, self.cpu_seconds = state["step"], list(state["losses"]), state["cpu_seconds"]
+            print(f"[{self.name}] resumed at step {self.step}")
+
+    def save(self) -> None:
+        CHECKPOINTS.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        torch.save({"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+                    "losses": self.losses, "cpu_seconds": self.cpu_seconds}, tmp)
+        tmp.replace(self.path)
+
+    def run(self, loss_fn) -> None:
+        self.resume()
+        last_save, started = time.time(), time.process_time()
+        base_cpu = self.cpu_seconds
+        while self.step < STEPS[self.name]:
+            for group in self.optimizer.param_groups:
+                group["lr"] = learning_rate(self.name, self.step)
+            rng, gen = batch_rng(self.seed, self.name, self.step)
+            loss = loss_fn(rng, gen)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+            self.optimizer.step()
+            self.losses.append(float(loss.detach()))
+            self.step += 1
+            self.cpu_seconds = base_cpu + time.process_time() - started
+            if self.step % 50 == 0:
+                print(f"[{self.name}] step {self.step}/{STEPS[self.name]} loss {np.mean(self.losses[-50:]):.4f} "
+                      f"cpu {self.cpu_seconds:.0f}s", flush=True)
+            if time.time() - last_save > CHECKPOINT_EVERY_S:
+                self.save()
+                last_save = time.time()
+        self.save()
+
+
+def diffusion_loss(model_fn, latents: torch.Tensor, scheduler, gen: torch.Generator, keep_first: bool = False,
+                   frames: int = 1) -> torch.Tensor:
+    """Epsilon-prediction loss. With `keep_first`, frame 0 of every clip stays clean in the input
+    and is left out of the loss (the I2V-Adapter setting)."""
+    n = latents.shape[0] // frames
+    noise = torch.randn(latents.shape, generator=gen)
+    if keep_first:
+        # the first-frame branch matters where the noisy frames have lost the appearance: weight
+        # high noise levels more (t = T(1 - u^2): density rising towards T), as sampling from the
+        # Frame Similarity Prior starts there
+        u = torch.rand(n, generator=gen)
+        t = ((1 - u**2) * (scheduler.config.num_train_timesteps - 1)).round().long()
+    else:
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=gen)
+    noisy = scheduler.add_noise(latents, noise, t.repeat_interleave(frames))
+    if keep_first:
+        first = torch.arange(n) * frames
+        noisy[first] = latents[first]
+    pred = model_fn(noisy, t)
+    if keep_first:
+        keep = torch.ones(latents.shape[0], dtype=torch.bool)
+        keep[torch.arange(n) * frames] = False
+        return F.mse_loss(pred[keep], noise[keep])
+    return F.mse_loss(pred, noise)
+
+
+def video_to_unet(latents: torch.Tensor, frames: int) -> torch.Tensor:
+    """(B*F, C, h, w) -> (B, C, F, h, w) as UNetMotionModel takes it."""
+    return latents.reshape(-1, frames, *latents.shape[1:]).permute(0, 2, 1, 3, 4)
+
+
+def unet_to_frames(sample: torch.Tensor) -> torch.Tensor:
+    return sample.permute(0, 2, 1, 3, 4).reshape(-1, *sample.shape[1:2], *sample.shape[3:])
+
+
+def load_stage_weights(module: torch.nn.Module, stage: str) -> None:
+    path = CHECKPOINTS / f"{stage}.pt"
+    if not path.is_file():
+        raise SystemExit(f"stage '{stage}' has not been trained yet (no {path})")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["step"] < STEPS[stage]:
+        raise SystemExit(f"stage '{stage}' stopped at step {state['step']} of {STEPS[stage]}: run it first")
+    module.load_state_dict(state["model"])
+
+
+def finished(stages: list[str], stage: str) -> bool:
+    """Stop after `stage` when nothing later was asked for and the bundle cannot be exported yet."""
+    later = STAGES[STAGES.index(stage) + 1:]
+    return not any(s in stages for s in later) and not (CHECKPOINTS / "i2v.pt").is_file()
+
+
+def train(seed: int, stages: list[str]) -> dict:
+    torch.set_num_threads(1)
+    tokenizer_dir = OUT / "tokenizer"
+    write_tokenizer(tokenizer_dir)
+    c = new_components(seed, tokenizer_dir)
+    vae, text_encoder, unet, motion, scheduler = c["vae"], c["text_encoder"], c["unet"], c["motion_adapter"], c["scheduler"]
+    text_encoder.requires_grad_(False)
+    log: dict = {}
+
+    def remember(stage: Stage) -> None:
+        log[stage.name] = {"steps": stage.step, "cpu_seconds": round(stage.cpu_seconds, 1),
+                           "final_loss": float(np.mean(stage.losses[-50:]))}
+
+    # 1. VAE
+    if "vae" in stages:
+        vae.requires_grad_(True)
+
+        def vae_loss(rng, gen):
+            frames, _ = clip_batch(rng, BATCH["vae"] // 4)
+            x = to_pixels(frames[:, rng.choice(NUM_FRAMES, 4, replace=False)])
+            dist = vae.encode(x).latent_dist
+            z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen)
+            recon = vae.decode(z).sample
+            return F.l1_loss(recon, x) + F.mse_loss(recon, x) + 1e-6 * dist.kl().mean()
+
+        stage = Stage("vae", list(vae.parameters()), vae, seed)
+        stage.run(vae_loss)
+        remember(stage)
+    load_stage_weights(vae, "vae")
+    vae.requires_grad_(False).eval()
+    with torch.no_grad():  # latents of unit variance, as diffusion expects
+        frames, _ = clip_batch(np.random.default_rng([seed, 99]), 32)
+        spread = float(vae.encode(to_pixels(frames)).latent_dist.mean.std())
+    vae.register_to_config(scaling_factor=1.0 / spread)
+    if finished(stages, "vae"):
+        return log
+
+    # 2. text-to-image UNet
+    if "unet" in stages:
+        unet.requires_grad_(True)
+
+        def unet_loss(rng, gen):
+            frames, captions = clip_batch(rng, BATCH["unet"])
+            x = to_pixels(frames[np.arange(len(frames)), rng.integers(0, NUM_FRAMES, len(frames))][:, None])
+            latents = encode_latents(vae, x, gen)
+            text = encode_text(tokenizer=c["tokenizer"], text_encoder=text_encoder, prompts=drop_captions(captions, rng))
+            return diffusion_loss(lambda z, t: unet(z, t, text).sample, latents, scheduler, gen)
+
+        stage = Stage("unet", list(unet.parameters()), unet, seed)
+        stage.run(unet_loss)
+        remember(stage)
+    load_stage_weights(unet, "unet")
+    unet.requires_grad_(False).eval()
+    if finished(stages, "unet"):
+        return log
+
+    # 3. motion module, UNet frozen
+    from diffusers import UNetMotionModel
+
+    motion_unet = UNetMotionModel.from_unet2d(unet, motion)
+    motion_unet.requires_grad_(False)
+
+    def video_batch(rng, gen, size):
+        frames, captions = clip_batch(rng, size)
+        latents = encode_latents(vae, to_pixels(frames), gen)
+        text = encode_text(c["tokenizer"], text_encoder, drop_captions(captions, rng)).repeat_interleave(NUM_FRAMES, 0)
+        return latents, text
+
+    def motion_forward(text):
+        return lambda z, t: unet_to_frames(motion_unet(video_to_unet(z, NUM_FRAMES), t, text).sample)
+
+    if "motion" in stages:
+        motion_params = [p for n, p in motion_unet.named_parameters() if "motion_modules" in n]
+        for p in motion_params:
+            p.requires_grad_(True)
+
+        def motion_loss(rng, gen):
+            latents, text = video_batch(rng, gen, BATCH["motion"])
+            return diffusion_loss(motion_forward(text), latents, scheduler, gen, frames=NUM_FRAMES)
+
+        stage = Stage("motion", motion_params, motion_unet, seed)
+        stage.run(motion_loss)
+        remember(stage)
+        motion_unet.requires_grad_(False)
+    load_stage_weights(motion_unet, "motion")
+    motion.load_state_dict({k: v for k, v in motion_unet.state_dict().items() if "motion_modules" in k})
+    if finished(stages, "motion"):
+        return log
+
+    # 4. I2V-Adapter branch, everything else frozen
+    from adapters import i2v
+
+    adapter = i2v.install_i2v_adapter(motion_unet, seed=seed)
+    if "i2v" in stages:
+        adapter.requires_grad_(True)
+
+        def i2v_loss(rng, gen):
+            latents, text = video_batch(rng, gen, BATCH["i2v"])
+            with i2v.i2v_context(num_frames=NUM_FRAMES, scale=1.0):
+                return diffusion_loss(motion_forward(text), latents, scheduler, gen, keep_first=True, frames=NUM_FRAMES)
+
+        stage = Stage("i2v", list(adapter.parameters()), adapter, seed)
+        stage.run(i2v_loss)
+        remember(stage)
+    load_stage_weights(adapter, "i2v")
+
+    from adapters.i2v_bundle import save_bundle
+
+    save_bundle(OUT, vae=vae, text_encoder=text_encoder, unet=unet, motion_adapter=motion, adapter=adapter,
+                scheduler=scheduler)
+    return log
+
+
+EXAMPLES = (  # held-out (colour, shape, direction) triples, so the examples show generalisation
+    ("red", "square", "up", 0.5),
+    ("blue", "circle", "down", 0.75),
+    ("green", "triangle", "left", 0.25),
+    ("yellow", "square", "right", 1.0),
+)
+
+
+def write_examples(out: Path, seed: int = 7, upscale: int = 4) -> None:
+    """First frames of held-out clips, upscaled (nearest) so they are visible; the tab's examples."""
+    from PIL import Image
+
+    from adapters.i2v_data import make_clip
+
+    folder = out / "examples"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for colour, shape, direction, strength in EXAMPLES:
+        clip = make_clip(rng, colour=colour, shape=shape, direction=direction)
+        frame = (clip.frames[0] * 255 + 0.5).astype(np.uint8).repeat(upscale, 0).repeat(upscale, 1)
+        name = f"{colour}_{shape}.png"
+        Image.fromarray(frame).save(folder / name)
+        rows.append({"image": name, "prompt": clip.caption, "motion_strength": strength})
+    (folder / "examples.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stage", choices=(*STAGES, "all"), default="all")
+    parser.add_argument("--steps-scale", type=float, default=1.0, help="smoke tests only: fewer steps")
+    parser.add_argument("--checkpoints", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--examples-only", action="store_true", help="only (re)write the tab's example images")
+    args = parser.parse_args(argv)
+    global CHECKPOINTS, OUT
+    CHECKPOINTS, OUT = args.checkpoints or CHECKPOINTS, args.out or OUT
+    for name in STEPS:
+        STEPS[name] = max(1, int(STEPS[name] * args.steps_scale))
+    write_examples(OUT)
+    if args.examples_only:
+        return
+    stages = list(STAGES) if args.stage == "all" else [args.stage]
+    started = time.time()
+    log = train(args.seed, stages)
+    log_path = CHECKPOINTS / "training_log.json"
+    previous = json.loads(log_path.read_text()) if log_path.is_file() else {}
+    previous.update(log)
+    log_path.write_text(json.dumps(previous, indent=2))
+    if (OUT / "i2v_adapter.safetensors").is_file():  # the model card reads the stage costs from here
+        (OUT / "training_log.json").write_text(json.dumps({s: previous[s] for s in STAGES if s in previous}, indent=2) + "\n")
+    print(json.dumps(previous, indent=2))
+    print(f"wall {time.time() - started:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
