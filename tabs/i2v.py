@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
@@ -73,26 +72,10 @@ INFO = TabInfo(
 )
 
 
-@contextmanager
-def _cpu_threads(n: int | None):
-    """The bundled model is a few thousand tiny ops per video: a second CPU thread gains nothing
-    (bench/i2v.py: 0.98 s vs 0.94 s on an idle machine) and, when the cores are shared, made a video
-    35x slower (31 s vs 0.9 s). Heavy events run one at a time, so narrowing the pool is safe."""
-    import torch
-
-    if n is None or torch.cuda.is_available():
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _duration(*args, **kwargs) -> int:
-    return 120
+def _duration(pixels, prompt, negative_prompt, motion_strength, frames, steps, *args, **kwargs) -> int:
+    """ZeroGPU seconds to reserve: two videos (adapter on and off) of frames x steps UNet passes;
+    about 0.05 s per frame-step for SD 1.5 at 512 px on a ZeroGPU slice, plus model moves."""
+    return int(min(300, 30 + 2 * 0.05 * int(frames or 16) * int(steps or 25)))
 
 
 @gpu(duration=_duration)
@@ -101,9 +84,10 @@ def generate(pixels, prompt: str, negative_prompt: str, motion_strength: float, 
     """Adapter on and off at the same seed; returns numpy videos, flow per frame and the device."""
     loaded = MODELS.get(SPEC)
     model = loaded.value
-    with _cpu_threads(1 if model.frame_size <= 64 else None):
-        return _generate(model, loaded.notice, pixels, prompt, negative_prompt, motion_strength, frames, steps,
-                         guidance, seed, on_step)
+    # CPU threads are set once per process (studio.device.configure_threads, one by default): the
+    # bundled model is thousands of tiny ops, which a second thread only slows down on a shared box.
+    return _generate(model, loaded.notice, pixels, prompt, negative_prompt, motion_strength, frames, steps,
+                     guidance, seed, on_step)
 
 
 def _generate(model, notice, pixels, prompt, negative_prompt, motion_strength, frames, steps, guidance, seed, on_step):

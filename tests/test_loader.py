@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from studio import loader
-from studio.loader import MODELS, ModelCache, ModelSourceError, ModelSpec, count_safetensors_params, read_bundled, save_bundled
+from studio.loader import ModelCache, ModelSourceError, ModelSpec, count_safetensors_params, read_bundled, save_bundled
 from tests.hub_layout import install_in_hub_cache
 
 REPO = Path(__file__).resolve().parent.parent
