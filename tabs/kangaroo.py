@@ -216,7 +216,7 @@ def kangaroo_generate(prompt, max_new_tokens, exit_layer, threshold, gamma, prog
 
 
 EXAMPLES = [
-    ["def read_config(path):\n    \"\"\"Read a configuration file and return a dict.\"\"\"\n", 64, 1, 0.1, 4],
+    ["def read_config(path):\n    \"\"\"Read a configuration file and return a dict.\"\"\"\n", 64, 1, 0.05, 3],
     ["class Stack:\n    \"\"\"A last-in, first-out stack.\"\"\"\n\n    def __init__(self):\n", 64, 2, 0.2, 4],
     ["import os\nimport sys\n\n\ndef main(argv=None):\n", 96, 4, 0.1, 6],
     ["    def __repr__(self):\n        return ", 48, 2, 0.5, 8],
@@ -234,8 +234,8 @@ def build() -> None:
                 max_new = gr.Slider(1, MAX_NEW_TOKENS, value=64, step=1, label="Max new tokens")
                 exit_layer = gr.Slider(1, 4, value=DEFAULT_EXIT, step=1, label="Exit layer k (draft = layers 1..k + adapter)")
             with gr.Row():
-                threshold = gr.Slider(0.0, 1.0, value=0.1, step=0.05, label="Confidence threshold (stop drafting below it)")
-                gamma = gr.Slider(1, MAX_GAMMA, value=4, step=1, label="gamma (most draft tokens per round)")
+                threshold = gr.Slider(0.0, 1.0, value=0.05, step=0.05, label="Confidence threshold (stop drafting below it)")
+                gamma = gr.Slider(1, MAX_GAMMA, value=3, step=1, label="gamma (most draft tokens per round)")
             run = gr.Button("Generate", variant="primary", elem_id=f"{KEY}-run")
         with gr.Column(scale=3):
             status = gr.Markdown(elem_id=f"{KEY}-status", elem_classes="studio-status")

@@ -82,6 +82,32 @@ def test_untrained_adapter_is_the_bare_early_exit(model):
     assert sum(p.numel() for p in adapter.parameters()) < 0.2 * sum(p.numel() for p in model.parameters())
 
 
+def test_fused_layers_and_adapter_compute_what_the_modules_compute(model, trained):
+    """The runner's few-call layer and adapter forwards (used by greedy and Kangaroo alike) against
+    the transformers modules themselves, over a cached prefix, a multi-token step and a single one."""
+    from adapters.kangaroo import FusedAdapter, KangarooCache
+
+    ids = random_batch(torch.Generator().manual_seed(5), 1, 12)
+    fused, plain = LayerRunner(model, 16), LayerRunner(model, 16)
+    plain.fused = [None] * plain.num_layers
+    assert all(f is not None for f in fused.fused)
+    assert fused.head_weight_t is not None
+    adapter = trained[2]
+    fused_adapter = FusedAdapter(adapter, fused.num_layers)
+    caches = KangarooCache(fused.num_layers + 1, 16), KangarooCache(plain.num_layers + 1, 16)
+    for start, stop in ((0, 8), (8, 11), (11, 12)):
+        x = fused.embed(ids[:, start:stop])
+        n = stop - start
+        a = fused.run(x, start, 0, fused.num_layers, caches[0])
+        b = plain.run(x, start, 0, plain.num_layers, caches[1])
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(fused.logits(a), model.lm_head(model.model.norm(b)), rtol=1e-12, atol=1e-12)
+        mask = fused.causal_mask(start, n)
+        torch.testing.assert_close(
+            fused_adapter(a, fused.cos_heads[:, start:stop], fused.sin_heads[:, start:stop], mask, caches[0]),
+            adapter(b, plain.position_embeddings(start, n), mask, caches[1]), rtol=1e-12, atol=1e-12)
+
+
 def test_greedy_baseline_matches_transformers_generate(model):
     for prompt in prompts(4, seed=11):
         ours = greedy_decode(model, prompt, 20).tokens
