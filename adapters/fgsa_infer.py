@@ -12,6 +12,7 @@ import torch
 from adapters.fgsa import FGSAttn, band_of_rings, ring_gains_from_bands
 from adapters.fgsa_model import FGSABundle
 from studio.errors import BadInput
+from studio.imaging import read_rgb_image
 
 BAND_NAMES = ("DC", "low", "mid-low", "mid-high", "high")
 PRESETS = {
@@ -30,40 +31,9 @@ DISPLAY = 256
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """H x W x 3 uint8 RGB from an image file; grayscale, palette, 16-bit and RGBA are converted
-    (RGBA over white). Bad files raise BadInput with a plain reason."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput("The image file could not be found: upload it again.")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise BadInput(f"The file is {path.stat().st_size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB.")
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-            if w * h > MAX_PIXELS:
-                raise BadInput(f"The image is {w}x{h} pixels; the limit is {MAX_PIXELS // 1_000_000} megapixels. Downscale it first.")
-            img.load()
-            if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(canvas, rgba)
-            if img.mode in ("I", "I;16", "I;16B", "F"):
-                arr = np.asarray(img, dtype=np.float64)
-                span = arr.max() - arr.min()
-                arr = (arr - arr.min()) / span * 255 if span > 0 else np.zeros_like(arr)
-                img = Image.fromarray(arr.astype(np.uint8))
-            rgb = np.asarray(img.convert("RGB"))
-    except BadInput:
-        raise
-    except Image.DecompressionBombError:
-        raise BadInput(f"The image has more than {MAX_PIXELS // 1_000_000} megapixels. Downscale it first.") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise BadInput(f"'{path.name}' is not an image we can read ({type(exc).__name__}); use PNG, JPEG, WebP or BMP.") from None
-    h, w = rgb.shape[:2]
-    if min(h, w) < MIN_SIDE:
-        raise BadInput(f"The image is {w}x{h} pixels; it needs at least {MIN_SIDE} pixels on each side.")
+    """H x W x 3 uint8 RGB from an image file (`studio.imaging.read_rgb_image`: conversions and
+    size limits); a flat image is refused too, since there is nothing to segment in it."""
+    rgb = read_rgb_image(path, min_side=MIN_SIDE, max_pixels=MAX_PIXELS, max_file_bytes=MAX_FILE_BYTES)
     if int(rgb.max()) - int(rgb.min()) < 2:
         raise BadInput("The image is one flat colour (for example all black): there is nothing to segment.")
     return rgb

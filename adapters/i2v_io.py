@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from studio.errors import BadInput
+from studio.imaging import read_rgb_image
 
 MIN_SIDE = 16
 MAX_SIDE = 8192
@@ -25,26 +26,11 @@ class PreparedImage:
 
 def load_image(path: str | Path | None, size: int) -> PreparedImage:
     """Open an uploaded image, centre-crop it to a square and resize it to `size`."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    if path is None or (isinstance(path, str) and not path.strip()):
-        raise BadInput("No image was given: upload a picture or pick an example.")
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput("The uploaded image could not be found; please upload it again.")
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-    try:
-        with Image.open(path) as handle:
-            width, height = handle.size
-            if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
-                raise BadInput(f"The image is {width}x{height}: too large (at most {MAX_SIDE} px a side and 40 megapixels).")
-            if min(width, height) < MIN_SIDE:
-                raise BadInput(f"The image is {width}x{height}: too small (at least {MIN_SIDE} px a side).")
-            image = handle.convert("RGB")
-    except BadInput:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
-        raise BadInput("This file is not an image that can be read (use PNG, JPEG or WebP).") from None
+    rgb = read_rgb_image(path, min_side=MIN_SIDE, max_side=MAX_SIDE, max_pixels=MAX_PIXELS)
+    height, width = rgb.shape[:2]
+    image = Image.fromarray(rgb)
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2
     image = image.crop((left, top, left + side, top + side))
