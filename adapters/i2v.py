@@ -337,6 +337,19 @@ def animate(
     return I2VResult(video=video, latents=latents.cpu(), timesteps=[int(t) for t in timesteps])
 
 
+@torch.no_grad()
+def text_to_video(pipe, prompt: str, *, num_frames: int = 8, steps: int = 20, guidance: float = 4.0,
+                  negative_prompt: str = "", seed: int = 0) -> torch.Tensor:
+    """The frozen model alone: diffusers' own AnimateDiffPipeline from pure noise, no image and the
+    first-frame branch at zero. The baseline that shows what the image (and the adapter) add.
+    Returns (F, 3, H, W) in [0, 1]."""
+    generator = torch.Generator().manual_seed(int(seed))
+    with i2v_context(num_frames, 0.0):
+        out = pipe(prompt, negative_prompt=negative_prompt or None, num_frames=num_frames, num_inference_steps=steps,
+                   guidance_scale=guidance, generator=generator, output_type="pt")
+    return out.frames[0].float().clamp(0, 1).cpu()
+
+
 # --- official weights ---------------------------------------------------------------------------
 
 OFFICIAL_QUERY = "to_q_ff.weight"

@@ -202,6 +202,23 @@ def appearance_consistency(video: np.ndarray, colour_name: str | None) -> dict[s
     return {"shape_iou": float(np.mean(ious)), "colour_error": float(np.mean(colour_errors))}
 
 
+def background_fidelity(video: np.ndarray, colour_name: str | None, tolerance: float = 0.4) -> float:
+    """PSNR (dB) of frames 1..N against frame 0 away from the sprite: the backgrounds are static,
+    so everything outside the sprite should stay exactly as in the input image. The sprite's pixels
+    over all frames, loosely matched by colour and widened by 2 px, are left out; each frame's PSNR
+    is capped at 60 dB (a perfect copy)."""
+    import cv2
+
+    colour = sprite_colour(video[0], colour_name)
+    sprite = np.zeros(video.shape[1:3], dtype=np.uint8)
+    for frame in video:
+        sprite |= foreground_mask(frame, colour, tolerance).astype(np.uint8)
+    keep = cv2.dilate(sprite, np.ones((5, 5), np.uint8)) == 0
+    if keep.sum() < 16:
+        return float("nan")
+    return float(np.mean([min(psnr(frame[keep], video[0][keep]), 60.0) for frame in video[1:]]))
+
+
 def motion_direction(video: np.ndarray, colour_name: str | None, min_shift: float = 1.5) -> str | None:
     """Direction of the sprite's centroid from frame 0 to the last frame (None when it barely moves
     or is lost)."""

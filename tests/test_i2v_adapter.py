@@ -200,3 +200,23 @@ def test_animate_keeps_frame_zero_clean(pipe):
     again = i2v.animate(pipe, image, "red circle moving left", motion=i2v.motion_settings(0.6), num_frames=FRAMES,
                         steps=4, guidance=2.0, seed=0)
     assert torch.equal(again.latents, result.latents)  # seeded
+
+
+def test_text_to_video_baseline_is_the_frozen_pipeline(pipe):
+    """The "frozen model alone" baseline never runs the branch: a trained-looking (non-zero) adapter
+    and no adapter at all give the very same video, seeded, in [0, 1]."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    fresh_processors(pipe)
+    adapter = i2v.install_i2v_adapter(pipe.unet, seed=0)
+    with torch.no_grad():
+        for proc in adapter.layers.values():
+            proc.to_out_adapter.weight.normal_(0, 0.1)
+    with_branch = i2v.text_to_video(pipe, "red circle moving left", num_frames=FRAMES, steps=3, guidance=2.0, seed=1)
+    i2v.remove_i2v_adapter(pipe.unet)
+    pipe.unet.set_attn_processor(AttnProcessor2_0())
+    plain = i2v.text_to_video(pipe, "red circle moving left", num_frames=FRAMES, steps=3, guidance=2.0, seed=1)
+    other_seed = i2v.text_to_video(pipe, "red circle moving left", num_frames=FRAMES, steps=3, guidance=2.0, seed=2)
+    assert plain.shape == (FRAMES, 3, 16, 16) and 0.0 <= float(plain.min()) and float(plain.max()) <= 1.0
+    torch.testing.assert_close(with_branch, plain, atol=1e-6, rtol=0)
+    assert (other_seed - plain).abs().max() > 1e-3

@@ -97,6 +97,14 @@ def test_measurements_on_ground_truth_clips():
     faded = clip.frames.copy()
     faded[1:] = faded[1:] * (1 - clip.masks[1:, ..., None]) + 0.4 * clip.masks[1:, ..., None]
     assert i2v_data.appearance_consistency(faded, "blue")["shape_iou"] < 0.1
+    # a static background is measured as kept; one that drifts or gets noisy is not
+    kept = i2v_data.background_fidelity(clip.frames, "blue")
+    drifting = clip.frames.copy()
+    drifting[1:] = np.roll(drifting[1:], 2, axis=2)
+    noisy = np.clip(clip.frames + rng.normal(0, 0.05, clip.frames.shape).astype(np.float32) * (np.arange(8) > 0)[:, None, None, None], 0, 1)
+    assert kept == 60.0, kept  # the cap: outside the sprite nothing changes
+    assert i2v_data.background_fidelity(drifting, "blue") < kept - 8, i2v_data.background_fidelity(drifting, "blue")
+    assert 24.0 < i2v_data.background_fidelity(noisy, "blue") < 28.0  # 0.05 noise: 26 dB
     assert i2v_data.parse_caption("A Red circle, moving left") == ("red", "circle", "left")
     held = i2v_data.held_out_clips()
     assert len(held) == len(i2v_data.HELD_OUT) and all(i2v_data.is_held_out(c) for c in held)
