@@ -207,7 +207,10 @@ def build() -> None:
                 video_on = gr.Video(label="I2V-Adapter on", autoplay=True, loop=True, elem_id=f"{KEY}-video-on")
                 video_off = gr.Video(label="Adapter off (same seed, same prior)", autoplay=True, loop=True, elem_id=f"{KEY}-video-off")
             strip = gr.Image(label="Frames: adapter on (top), off (bottom)", format=settings.IMAGE_FORMAT, type="filepath")
-            plot = gr.LinePlot(x="frame", y="flow (px)", color="variant", label="Motion per frame (Farneback optical flow)", height=220)
+            # the legend's entries do not always render in a short plot: the label names the colours
+            plot = gr.LinePlot(x="frame", y="flow (px)", color="variant", height=220,
+                               label="Motion per frame, frame f to f+1 (Farneback optical flow): orange = adapter on, blue = adapter off",
+                               color_map={"adapter on": "#e8590c", "adapter off": "#1c7ed6"})
             files = gr.File(label="Downloads", file_count="multiple")
     gr.Examples(
         examples=_examples(),

@@ -62,12 +62,27 @@ def test_tab_runs_its_first_example(page, module):
         return
     status = page.locator(f"#{info.key}-status")
     examples = page.locator(f"#{info.key}-examples").locator(".gallery-item, tbody tr")
-    examples.first.click()
-    page.locator(f"#{info.key}-run").click()
-    page.wait_for_function(
-        "id => (document.getElementById(id)?.innerText || '').includes('Done in')",
-        arg=f"{info.key}-status", timeout=RUN_TIMEOUT_MS,
-    )
+    for attempt in range(2):
+        examples.first.click()
+        page.wait_for_timeout(500 + 2500 * attempt)
+        page.locator(f"#{info.key}-run").click()
+        # a result or an error, whichever comes first: an error should fail in seconds, not minutes
+        page.wait_for_function(
+            "id => (document.getElementById(id)?.innerText || '').includes('Done in')"
+            " || document.querySelector('.toast-body.error') !== null",
+            arg=f"{info.key}-status", timeout=RUN_TIMEOUT_MS,
+        )
+        if "Done in" in status.inner_text():
+            break
+        message = page.locator(".toast-body.error").first.inner_text()
+        # On a loaded machine the click on Run can beat the example's values to the browser: the
+        # tab then rightly says its input is missing. Only that case gets one more (slower) try.
+        missing_input = any(word in message.lower() for word in ("no image", "upload", "empty"))
+        if attempt or not missing_input:
+            pytest.fail(f"{info.key}: error shown: {message}")
+        for close in page.locator(".toast-close").all():
+            close.click()
+        page.locator(".toast-body.error").first.wait_for(state="detached", timeout=10_000)
     assert "Done in" in status.inner_text()
     assert_no_error_toast(page, info.key)
     result_selector = getattr(module, "BROWSER_RESULT", None)
