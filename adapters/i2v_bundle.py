@@ -50,7 +50,11 @@ class I2VModel:
 
 def _config_of(module) -> dict:
     config = module.config.to_dict() if hasattr(module.config, "to_dict") else dict(module.config)
-    return json.loads(json.dumps({k: v for k, v in config.items()}, default=list))
+    config = json.loads(json.dumps({k: v for k, v in config.items()}, default=list))
+    # diffusers keeps this as a set: sorted, a retrained bundle's configs come out byte-identical
+    if isinstance(config.get("_use_default_values"), list):
+        config["_use_default_values"] = sorted(config["_use_default_values"])
+    return config
 
 
 def save_bundle(directory: Path, *, vae, text_encoder, unet, motion_adapter, adapter: I2VAdapter, scheduler) -> None:

@@ -156,6 +156,9 @@ training and used for every figure below.
 
 Reproduce: `python -m training.train_i2v --seed 0` (resumable; checkpoints under
 `training/checkpoints/i2v/`), then `python -m bench.i2v --write` for the figures and this card.
+A rerun on the 2-core CPU machine these were made on, run stage by stage and interrupted once
+in the motion stage, gave every `.safetensors` file here bit for bit (same sha256) and the same
+losses; the JSON configs differ only in the order of one list, which the script now sorts.
 
 ## What is frozen and what is trained
 
