@@ -156,9 +156,11 @@ training and used for every figure below.
 
 Reproduce: `python -m training.train_i2v --seed 0` (resumable; checkpoints under
 `training/checkpoints/i2v/`), then `python -m bench.i2v --write` for the figures and this card.
-A rerun on the 2-core CPU machine these were made on, run stage by stage and interrupted once
-in the motion stage, gave every `.safetensors` file here bit for bit (same sha256) and the same
-losses; the JSON configs differ only in the order of one list, which the script now sorts.
+A rerun on the 2-core CPU machine these were made on (stage by stage, in separate processes; the
+motion stage killed once and started again) gave every `.safetensors` file here bit for bit (same
+sha256) and the same losses; the JSON configs differed only in the order of one list, which the
+script now sorts. Resuming mid-stage from a checkpoint is covered by a test
+(`tests/test_i2v_training.py`: an interrupted stage resumes to identical weights).
 
 ## What is frozen and what is trained
 
