@@ -63,9 +63,10 @@ INFO = TabInfo(
         "noised copy of the first frame. One **motion strength** slider sets the prior's noise level, its "
         "blur and the branch's scale. The bundled models are tiny and trained here on synthetic sprite videos "
         "(32x32, 8 frames): describe a sprite as \"red circle moving left\". Measured on them (figures below): "
-        "motion strength controls how much moves; the adapter keeps the background closer to the first frame, and "
-        "at full strength the sprite's colour too (small effects on toy models). Which way the sprite moves is up to the frozen models, and these tiny "
-        "ones do not follow the direction words (the frozen text-to-video model alone does not either)."
+        "motion strength controls how much moves; the adapter keeps the background closer to the first frame, "
+        "and at full strength the sprite's colour too (small effects on toy models). Which way the sprite moves "
+        "is up to the frozen models, and these tiny ones do not follow the direction words (the frozen "
+        "text-to-video model alone does not either)."
     ),
     spec=SPEC,
     param_counts=param_counts,
