@@ -20,11 +20,10 @@ def build_demo() -> gr.Blocks:
         for tab in registered_tabs():
             info = tab.INFO
             with gr.Tab(info.title, id=info.key, elem_id=f"tab-{info.key}"):
-                if info.key != "about":
-                    header = f"## {info.title}\n"
-                    if info.paper:
-                        header += f"*[{info.paper}]({info.paper_url})*\n\n" if info.paper_url else f"*{info.paper}*\n\n"
-                    gr.Markdown(header + info.description)
+                paper = info.paper
+                if paper is not None:
+                    cite = f"*[{paper.paper}]({paper.paper_url})*" if paper.paper_url else f"*{paper.paper}*"
+                    gr.Markdown(f"## {info.title}\n{cite}\n\n{info.description}")
                 tab.build()
     demo.queue(max_size=settings.QUEUE_MAX_SIZE, default_concurrency_limit=settings.LIGHT_CONCURRENCY)
     return demo
@@ -37,8 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
-    parser.add_argument("--share", action="store_true", default=os.environ.get("STUDIO_SHARE") == "1")
-    parser.add_argument("--source", choices=("bundled", "hub", "local"), help="model source for every tab")
+    parser.add_argument("--share", action="store_true", default=settings.share())
+    parser.add_argument("--source", choices=settings.SOURCES, help="model source for every tab")
     args = parser.parse_args(argv)
     if args.source:
         os.environ["STUDIO_MODEL_SOURCE"] = args.source

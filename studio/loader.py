@@ -1,56 +1,40 @@
 """One model loader for every tab, with three sources behind it.
 
-- ``bundled`` (default off a Space): small weights the repo trains itself, kept under
-  ``assets/<key>/`` as safetensors + ``config.json`` + ``MODEL_CARD.md``.
-- ``hub`` (default on a Space): the paper's real frozen model and adapter weights, by Hugging Face
-  id, through ``from_pretrained`` / ``hf_hub_download``.
+- ``bundled`` (default off a Space): weights this repo trains itself, in ``assets/<key>/``.
+- ``hub`` (default on a Space): the paper's real stack by Hugging Face id, part by part (frozen
+  model, adapter, extras: `adapters.common.contract.HubPart`). If any part has nothing published
+  the hub source is unavailable for that paper and nothing at all is downloaded.
 - ``local``: a directory in hub layout, loaded through the very same code as ``hub``.
 
-Models load lazily on first use, once per process, under a per-model lock so concurrent requests
-wait for one load instead of starting several. When the hub cannot be reached the bundled model is
-used and the user is told so in plain words.
+The paper's ``adapters/<key>/loading.py`` builds the model (``load_bundled(directory)``,
+``load_hub(parts)``). Models load lazily on first use, once per process, under a per-model lock;
+``STUDIO_MAX_LOADED_MODELS`` bounds how many stay loaded (least recently used dropped first).
+When the hub cannot be used the bundled model is used and the user is told why in plain words.
 """
 from __future__ import annotations
 
-import json
+import importlib
 import logging
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from types import ModuleType
+from typing import Any
+
+from adapters.common.contract import PaperSpec
+from studio import settings
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS = REPO_ROOT / "assets"
-SOURCES = ("bundled", "hub", "local")
+SOURCES = settings.SOURCES
 
 
 class ModelSourceError(RuntimeError):
     """A model could not be loaded from any usable source; the message is meant for the user."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """How to build one tab's model from each source.
-
-    ``load_bundled(directory)`` builds from ``assets/<key>``; ``load_hub(repo_or_dir)`` receives a
-    Hugging Face id (hub) or a directory in hub layout (local) and must only use
-    ``from_pretrained`` / :func:`resolve_file`, so both sources share one code path.
-    """
-
-    key: str
-    hub_id: str | None = None
-    load_bundled: Callable[[Path], Any] | None = None
-    load_hub: Callable[[str], Any] | None = None
-
-    @property
-    def bundled_dir(self) -> Path:
-        return ASSETS / self.key
-
-    def env_name(self, suffix: str) -> str:
-        return f"STUDIO_{suffix}_{self.key.upper().replace('-', '_')}"
 
 
 @dataclass
@@ -58,66 +42,117 @@ class LoadedModel:
     value: Any
     source: str  # the source actually in use
     requested: str  # the source that was asked for
-    location: str  # a path or a hub id
+    location: str  # "assets/<key>" or the hub ids / local directory, never an absolute server path
     notice: str | None = None  # plain-language note for the user (e.g. a fallback)
 
 
-def requested_source(spec: ModelSpec) -> str:
-    """Per-model setting, else the studio-wide one, else hub on a Space and bundled elsewhere."""
-    source = (
-        os.environ.get(spec.env_name("SOURCE"))
-        or os.environ.get("STUDIO_MODEL_SOURCE")
-        or ("hub" if os.environ.get("SPACE_ID") else "bundled")
-    ).strip().lower()
+def loading_module(spec: PaperSpec) -> ModuleType:
+    return importlib.import_module(f"adapters.{spec.key}.loading")
+
+
+def bundled_dir(spec: PaperSpec) -> Path:
+    return ASSETS / spec.key
+
+
+def requested_source(spec: PaperSpec) -> str:
+    source = settings.model_source(spec.key)
     if source not in SOURCES:
-        raise ModelSourceError(
-            f"Unknown model source '{source}' for {spec.key}: choose one of {', '.join(SOURCES)}."
-        )
+        raise ModelSourceError(f"Unknown model source '{source}' for {spec.key}: choose one of {', '.join(SOURCES)}.")
     return source
 
 
-def local_dir(spec: ModelSpec) -> Path | None:
-    explicit = os.environ.get(spec.env_name("LOCAL_DIR"))
-    if explicit:
-        return Path(explicit)
-    root = os.environ.get("STUDIO_LOCAL_ROOT")
-    return Path(root) / spec.key if root else None
+def hub_parts(spec: PaperSpec) -> dict[str, str | None]:
+    """Role -> Hugging Face id (environment overrides applied); None where nothing is published."""
+    return {part.role: settings.hub_override(spec.key, part.role) or part.repo for part in spec.hub}
 
 
-def hub_id(spec: ModelSpec) -> str | None:
-    return os.environ.get(spec.env_name("HUB_ID")) or spec.hub_id
+def hub_unavailable(spec: PaperSpec) -> str | None:
+    """Why the hub source cannot serve this paper (decided before any download), or None."""
+    if not spec.hub:
+        return None
+    repos = hub_parts(spec)
+    for part in spec.hub:
+        if repos[part.role] is None:
+            why = part.unpublished or "nothing is published for it"
+            return (f"no {part.what} is published on the Hugging Face Hub ({why}); set "
+                    f"{settings.hub_override_name(spec.key, part.role)} to a repo that has one")
+    return None
 
 
-def resolve_file(repo_or_dir: str | os.PathLike, filename: str, **kwargs) -> str:
-    """A file of a model repo: from a local directory when given one, else `hf_hub_download`."""
-    if os.path.isdir(repo_or_dir):
-        path = Path(repo_or_dir) / filename
-        if not path.is_file():
-            raise FileNotFoundError(f"{filename} is missing from {repo_or_dir}")
-        return str(path)
-    from huggingface_hub import hf_hub_download
-
-    return hf_hub_download(str(repo_or_dir), filename, **kwargs)
+def local_parts(spec: PaperSpec, directory: str | os.PathLike) -> dict[str, str]:
+    return {part.role: str(Path(directory) / part.local_subdir) if part.local_subdir else str(directory)
+            for part in spec.hub}
 
 
 def describe_failure(exc: BaseException) -> str:
-    """One line a user can read, without the stack trace."""
+    """One line a user can read, without the stack trace or a server path."""
     name = type(exc).__name__
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if "offline" in text.lower() or name in {"LocalEntryNotFoundError", "ConnectionError", "OfflineModeIsEnabled"}:
         return "the Hugging Face Hub cannot be reached from this machine"
     if name in {"RepositoryNotFoundError", "GatedRepoError"}:
         return "the repository was not found or is gated"
-    return f"{name}: {text[:200]}" if text else name
+    if name in {"EntryNotFoundError", "FileNotFoundError"}:
+        return "a file the model needs is missing from the repository"
+    return name
+
+
+def _load(spec: PaperSpec) -> LoadedModel:
+    source = requested_source(spec)
+    if not spec.hub:  # nothing pretrained: every source is the same model
+        return _bundled(spec, requested=source)
+    if source == "local":
+        directory = settings.local_dir(spec.key)
+        if directory is None or not Path(directory).is_dir():
+            raise ModelSourceError(
+                f"Model source 'local' for {spec.key} needs a directory in hub layout: set "
+                f"{settings.local_dir_name(spec.key)} or STUDIO_LOCAL_ROOT.")
+        try:
+            value = loading_module(spec).load_hub(local_parts(spec, directory))
+        except Exception as exc:
+            log.warning("local load of %s failed", spec.key, exc_info=True)
+            raise ModelSourceError(
+                f"The local model directory for {spec.key} could not be loaded ({describe_failure(exc)}).") from None
+        return LoadedModel(value, "local", "local", f"local directory ({settings.local_dir_name(spec.key)})")
+    if source == "hub":
+        reason = hub_unavailable(spec)
+        if reason:
+            return _bundled(spec, requested="hub", notice=f"The hub source is unavailable for this tab: {reason}. "
+                                                          f"Using the bundled model.")
+        parts = hub_parts(spec)
+        try:
+            value = loading_module(spec).load_hub(parts)
+        except Exception as exc:  # any hub failure falls back; the trace goes to the log only
+            log.warning("hub load of %s (%s) failed; falling back to bundled", spec.key, parts, exc_info=True)
+            notice = (f"Could not load {', '.join(parts.values())} from the Hugging Face Hub "
+                      f"({describe_failure(exc)}); using the bundled model instead.")
+            return _bundled(spec, requested="hub", notice=notice)
+        return LoadedModel(value, "hub", "hub", ", ".join(parts.values()))
+    return _bundled(spec, requested="bundled")
+
+
+def _bundled(spec: PaperSpec, requested: str, notice: str | None = None) -> LoadedModel:
+    directory = bundled_dir(spec)
+    if not directory.is_dir():
+        raise ModelSourceError(f"The bundled weights for {spec.key} are missing; reproduce them with "
+                               f"the script under training/{spec.key}/.")
+    try:
+        value = loading_module(spec).load_bundled(directory)
+    except Exception as exc:
+        log.exception("bundled load of %s failed", spec.key)
+        raise ModelSourceError(f"The bundled weights for {spec.key} could not be loaded ({describe_failure(exc)}); "
+                               f"reproduce them with the script under training/{spec.key}/.") from None
+    return LoadedModel(value, "bundled", requested, f"assets/{spec.key}", notice)
 
 
 class ModelCache:
-    """Process-wide cache: each model is built once, under its own lock."""
+    """Process-wide cache: each model is built once, under its own lock; optionally bounded (LRU)."""
 
-    def __init__(self) -> None:
-        self._models: dict[str, LoadedModel] = {}
+    def __init__(self, max_loaded: int | None = None) -> None:
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._max_loaded = max_loaded
 
     def _lock_for(self, key: str) -> threading.Lock:
         with self._guard:
@@ -126,16 +161,32 @@ class ModelCache:
     def loaded(self, key: str) -> LoadedModel | None:
         return self._models.get(key)
 
-    def get(self, spec: ModelSpec) -> LoadedModel:
-        cached = self._models.get(spec.key)
+    def get(self, spec: PaperSpec) -> LoadedModel:
+        cached = self._touch(spec.key)
         if cached is not None:
             return cached
         with self._lock_for(spec.key):
-            cached = self._models.get(spec.key)
+            cached = self._touch(spec.key)
             if cached is None:
                 cached = _load(spec)
-                self._models[spec.key] = cached
+                with self._guard:
+                    self._models[spec.key] = cached
+                    self._evict(keep=spec.key)
             return cached
+
+    def _touch(self, key: str) -> LoadedModel | None:
+        with self._guard:
+            cached = self._models.get(key)
+            if cached is not None:
+                self._models.move_to_end(key)
+            return cached
+
+    def _evict(self, keep: str) -> None:
+        limit = self._max_loaded if self._max_loaded is not None else settings.max_loaded_models()
+        while limit is not None and len(self._models) > limit:
+            oldest = next(k for k in self._models if k != keep)
+            log.info("dropping %s from memory (STUDIO_MAX_LOADED_MODELS=%s)", oldest, limit)
+            del self._models[oldest]
 
     def clear(self, key: str | None = None) -> None:
         with self._guard:
@@ -145,84 +196,35 @@ class ModelCache:
                 self._models.pop(key, None)
 
 
-def _load(spec: ModelSpec) -> LoadedModel:
-    source = requested_source(spec)
-    if source == "local":
-        directory = local_dir(spec)
-        if directory is None or not directory.is_dir():
-            raise ModelSourceError(
-                f"Model source 'local' for {spec.key} needs a directory: set "
-                f"{spec.env_name('LOCAL_DIR')} or STUDIO_LOCAL_ROOT (got {directory})."
-            )
-        if spec.load_hub is None:
-            raise ModelSourceError(f"{spec.key} has no hub-layout loader.")
-        return LoadedModel(spec.load_hub(str(directory)), "local", "local", str(directory))
-    if source == "hub":
-        repo = hub_id(spec)
-        if spec.load_hub is None or repo is None:
-            return _bundled(spec, requested="hub", notice=f"{spec.key} has no hub model; using the bundled one.")
-        try:
-            return LoadedModel(spec.load_hub(repo), "hub", "hub", repo)
-        except Exception as exc:  # any hub failure falls back; the trace goes to the log only
-            log.warning("hub load of %s (%s) failed; falling back to bundled", spec.key, repo, exc_info=True)
-            notice = (
-                f"Could not load '{repo}' from the Hugging Face Hub ({describe_failure(exc)}); "
-                f"using the bundled model instead."
-            )
-            return _bundled(spec, requested="hub", notice=notice)
-    return _bundled(spec, requested="bundled")
-
-
-def _bundled(spec: ModelSpec, requested: str, notice: str | None = None) -> LoadedModel:
-    if spec.load_bundled is None:
-        raise ModelSourceError(f"{spec.key} has no bundled model.")
-    directory = spec.bundled_dir
-    if not directory.is_dir():
-        raise ModelSourceError(
-            f"The bundled weights for {spec.key} are missing ({directory}); "
-            f"reproduce them with the script named in the README."
-        )
-    return LoadedModel(spec.load_bundled(directory), "bundled", requested, str(directory), notice)
-
-
 MODELS = ModelCache()
 
 
-# --- bundled files -----------------------------------------------------------------------------
-
-def save_bundled(directory: Path, tensors: Mapping[str, Any], config: Mapping[str, Any], name: str = "model") -> None:
-    """Write ``<name>.safetensors`` and ``<name>.json`` (config) into ``directory``."""
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(directory / f"{name}.safetensors"))
-    (directory / f"{name}.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-
-
-def read_bundled(directory: Path, name: str = "model") -> tuple[dict, dict]:
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    tensors = load_file(str(directory / f"{name}.safetensors"))
-    config = json.loads((directory / f"{name}.json").read_text())
-    return tensors, config
+def param_counts(spec: PaperSpec) -> tuple[int, int]:
+    """(adapter, frozen) of the model in use when loaded, else from the bundled files' headers
+    (never loads a model just to count)."""
+    loaded = MODELS.loaded(spec.key)
+    if loaded is not None:
+        return loaded.value.param_counts()
+    try:
+        return loading_module(spec).header_param_counts(bundled_dir(spec))
+    except (OSError, RuntimeError, ValueError):  # weights not made yet
+        return 0, 0
 
 
-def count_safetensors_params(path: Path, prefixes: tuple[str, ...] | None = None) -> int:
-    """Parameter count from a safetensors header only (no tensor is read), for the About tab."""
-    from safetensors import safe_open
-
-    total = 0
-    with safe_open(str(path), framework="pt") as handle:
-        for key in handle.keys():
-            if prefixes is None or key.startswith(prefixes):
-                n = 1
-                for dim in handle.get_slice(key).get_shape():
-                    n *= dim
-                total += n
-    return total
-
-
-def count_params(module, trainable: bool | None = None) -> int:
-    return sum(p.numel() for p in module.parameters() if trainable is None or p.requires_grad == trainable)
+def source_status(spec: PaperSpec) -> str:
+    """The model source in words, for the About tab (no server paths)."""
+    try:
+        requested = requested_source(spec)
+    except ModelSourceError as exc:
+        return str(exc)
+    loaded = MODELS.loaded(spec.key)
+    if not spec.hub:
+        return "bundled (nothing pretrained: the same on every source)"
+    if loaded is not None:
+        text = f"{loaded.source} ({loaded.location})"
+        return text + (f"; asked for {loaded.requested}: {loaded.notice}" if loaded.notice else "")
+    reason = hub_unavailable(spec)
+    text = f"{requested} (not loaded yet)"
+    if reason:
+        text += f"; hub unavailable: {reason}"
+    return text

@@ -2,23 +2,32 @@
 bench can read it without building any UI)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+import importlib
+from dataclasses import dataclass
 
-from studio.loader import ModelSpec
+from adapters.common.contract import PaperSpec
 
 
 @dataclass(frozen=True)
 class TabInfo:
-    key: str  # short id: elem_ids, api_names and assets/<key> derive from it
+    key: str  # elem_ids, api_names, adapters/<key>, assets/<key> derive from it
     title: str
-    paper: str
-    paper_url: str
-    frozen_model: str  # what stays frozen, per source
-    adapter: str  # what the adapter adds, one sentence
-    description: str  # one paragraph shown at the top of the tab
-    spec: ModelSpec | None = None
-    # (adapter_params, frozen_params) of the model in use; must be cheap (read safetensors headers,
-    # or the loaded model when it is already in memory), never load a model just to count.
-    param_counts: Callable[[], tuple[int, int]] | None = None
-    api_names: tuple[str, ...] = field(default_factory=tuple)
+    api_names: tuple[str, ...]  # every public endpoint; the first is the tab's main run
+    paper: PaperSpec | None = None  # None for tabs that wrap no paper (About)
+    description: str = ""
+    # CSS selector the browser test waits on after the first example (default: the status line)
+    browser_result: str | None = None
+
+    @property
+    def main_api(self) -> str:
+        return self.api_names[0]
+
+
+def tab_info(paper: PaperSpec, api_names: tuple[str, ...], browser_result: str | None = None) -> TabInfo:
+    return TabInfo(key=paper.key, title=paper.title, api_names=api_names, paper=paper,
+                   description=paper.description, browser_result=browser_result)
+
+
+def paper_spec(key: str) -> PaperSpec:
+    """The spec in ``adapters/<key>/__init__.py`` (strings only: cheap)."""
+    return importlib.import_module(f"adapters.{key}").SPEC

@@ -1,21 +1,111 @@
-"""App-wide settings: queue, upload limits, launch options. Every test that launches the app uses
-`launch_kwargs()` so it runs with the same options as `python app.py`."""
+"""Every `STUDIO_*` environment variable is read here and nowhere else (a test enforces it), and
+each is listed in `VARIABLES`, which the README's table is checked against.
+
+Values are read when asked for, not at import, so a test or a launcher can set them late.
+"""
 from __future__ import annotations
 
 import os
 
-QUEUE_MAX_SIZE = int(os.environ.get("STUDIO_QUEUE_MAX_SIZE", "32"))
-MAX_FILE_SIZE = os.environ.get("STUDIO_MAX_FILE_SIZE", "64mb")
+VARIABLES: dict[str, str] = {
+    "STUDIO_MODEL_SOURCE": "`bundled`, `hub` or `local` for every tab (default: `hub` on a Space, else `bundled`)",
+    "STUDIO_SOURCE_<KEY>": "the same for one tab, e.g. `STUDIO_SOURCE_FGSA=hub`",
+    "STUDIO_HUB_<KEY>_<ROLE>": "another Hugging Face id for one part of a tab's hub stack (roles per tab below)",
+    "STUDIO_LOCAL_DIR_<KEY>": "the directory in hub layout that the `local` source reads for one tab",
+    "STUDIO_LOCAL_ROOT": "a folder holding one such directory per tab key",
+    "STUDIO_TABS": "comma-separated tab keys to build (About is always built), e.g. `fgsa,kangaroo`",
+    "STUDIO_MAX_LOADED_MODELS": "how many tabs' models stay loaded at once; the least recently used is dropped (default: no limit)",
+    "STUDIO_TORCH_THREADS": "CPU threads for torch (default 1: faster for the small bundled models on a shared CPU)",
+    "STUDIO_FORCE_CPU": "`1` runs on the CPU even where CUDA exists",
+    "STUDIO_CHECK_BOUNDARY": "`1` pickles every device call's arguments and result, as ZeroGPU does (on under pytest)",
+    "STUDIO_QUEUE_MAX_SIZE": "requests waiting in the queue before new ones are refused (default 32)",
+    "STUDIO_HEAVY_CONCURRENCY": "model runs at once across all tabs (default 1)",
+    "STUDIO_MAX_FILE_SIZE": "upload limit (default `64mb`)",
+    "STUDIO_SHARE": "`1` asks Gradio for a public share link",
+}
+
+SOURCES = ("bundled", "hub", "local")
+
+
+def _get(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value.strip() if value is not None and value.strip() else None
+
+
+def _key_suffix(key: str) -> str:
+    return key.upper().replace("-", "_")
+
+
+def on_space() -> bool:
+    return bool(os.environ.get("SPACE_ID"))
+
+
+def model_source(key: str) -> str:
+    """Raw requested source for a tab: per-tab, else studio-wide, else hub on a Space, else bundled."""
+    return (_get(f"STUDIO_SOURCE_{_key_suffix(key)}") or _get("STUDIO_MODEL_SOURCE")
+            or ("hub" if on_space() else "bundled")).lower()
+
+
+def hub_override(key: str, role: str) -> str | None:
+    return _get(f"STUDIO_HUB_{_key_suffix(key)}_{role.upper()}")
+
+
+def hub_override_name(key: str, role: str) -> str:
+    return f"STUDIO_HUB_{_key_suffix(key)}_{role.upper()}"
+
+
+def local_dir(key: str) -> str | None:
+    explicit = _get(f"STUDIO_LOCAL_DIR_{_key_suffix(key)}")
+    if explicit:
+        return explicit
+    root = _get("STUDIO_LOCAL_ROOT")
+    return os.path.join(root, key) if root else None
+
+
+def local_dir_name(key: str) -> str:
+    return f"STUDIO_LOCAL_DIR_{_key_suffix(key)}"
+
+
+def selected_tabs() -> list[str] | None:
+    value = _get("STUDIO_TABS")
+    return [k.strip() for k in value.split(",") if k.strip()] if value else None
+
+
+def max_loaded_models() -> int | None:
+    value = _get("STUDIO_MAX_LOADED_MODELS")
+    return max(1, int(value)) if value else None
+
+
+def torch_threads() -> int:
+    value = _get("STUDIO_TORCH_THREADS")
+    return max(1, int(value)) if value else 1
+
+
+def force_cpu() -> bool:
+    return _get("STUDIO_FORCE_CPU") == "1"
+
+
+def check_boundary() -> bool:
+    return _get("STUDIO_CHECK_BOUNDARY") == "1"
+
+
+def share() -> bool:
+    return _get("STUDIO_SHARE") == "1"
+
+
+QUEUE_MAX_SIZE = int(_get("STUDIO_QUEUE_MAX_SIZE") or "32")
+MAX_FILE_SIZE = _get("STUDIO_MAX_FILE_SIZE") or "64mb"
 # Heavy model work shares one concurrency slot so a long request cannot starve the CPU of others;
 # light re-renders (a slider moved after a run) get their own slots.
 HEAVY = "heavy"
-HEAVY_CONCURRENCY = int(os.environ.get("STUDIO_HEAVY_CONCURRENCY", "1"))
+HEAVY_CONCURRENCY = int(_get("STUDIO_HEAVY_CONCURRENCY") or "1")
 LIGHT_CONCURRENCY = 4
 # Images that carry measurements travel as PNG: Gradio's default WebP is lossy.
 IMAGE_FORMAT = "png"
 
 CSS = """
 .studio-params {font-size: 0.9em; opacity: 0.9}
+.studio-real {font-size: 0.85em; opacity: 0.85}
 .studio-status {min-height: 1.5em}
 footer {display: none !important}
 """

@@ -1,4 +1,5 @@
-"""Small UI helpers every tab uses: errors, timing, parameter counts, downloads."""
+"""Small helpers every tab handler uses: errors, the device call, timing, parameter counts,
+downloads. Layout pieces are in `studio.shell`."""
 from __future__ import annotations
 
 import functools
@@ -8,11 +9,14 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
-from studio.errors import BadInput
-from studio.loader import MODELS, LoadedModel, ModelSourceError, ModelSpec
+from adapters.common.contract import PaperSpec
+from adapters.common.errors import BadInput
+from studio import device as _device
+from studio.loader import MODELS, LoadedModel, ModelSourceError
 
 log = logging.getLogger("studio")
 
@@ -43,6 +47,29 @@ def friendly(action: str):
     return decorate
 
 
+def call_device(key: str, entry: str, request: Any, progress=None) -> _device.DeviceRun:
+    """Run ``adapters.<key>.inference.<entry>(bundle, request)`` on the device, with the request
+    already validated. ``progress`` (a `gr.Progress`) receives the reports where the work runs in
+    this process; on ZeroGPU it marks only the start and the end."""
+    callback = (lambda fraction, desc: progress(fraction, desc=desc)) if progress is not None else None
+    if callback:
+        callback(0.0, "Starting")
+    with _device.progress_to(callback):
+        run = _device.run_paper(key, entry, request)
+    if callback:
+        callback(1.0, "Rendering")
+    return run
+
+
+def get_model(spec: PaperSpec) -> LoadedModel:
+    """The tab's model in this process (loaded once), for validation that needs it (a tokenizer,
+    the available exit layers); a hub fallback is told to the user as a warning."""
+    loaded = MODELS.get(spec)
+    if loaded.notice:
+        gr.Warning(loaded.notice)
+    return loaded
+
+
 def format_count(n: int) -> str:
     if n >= 1_000_000_000:
         return f"{n / 1e9:.2f} B"
@@ -59,6 +86,11 @@ def params_markdown(adapter: int, frozen: int) -> str:
 def done_markdown(seconds: float, device: str, extra: str = "") -> str:
     text = f"Done in {seconds:.2f} s on {device}."
     return f"{text} {extra}".strip()
+
+
+def source_markdown(loaded: LoadedModel) -> str:
+    text = f"Model source: `{loaded.source}` ({loaded.location})."
+    return f"{text} {loaded.notice}" if loaded.notice else text
 
 
 @contextmanager
@@ -87,16 +119,3 @@ def upload_path(file) -> Path:
     if not name:
         raise BadInput("The upload could not be read.")
     return Path(name)
-
-
-def get_model(spec: ModelSpec) -> LoadedModel:
-    """The tab's model (loaded once per process); a hub fallback is told to the user as a warning."""
-    loaded = MODELS.get(spec)
-    if loaded.notice:
-        gr.Warning(loaded.notice)
-    return loaded
-
-
-def source_markdown(loaded: LoadedModel) -> str:
-    text = f"Model source: `{loaded.source}` ({loaded.location})."
-    return f"{text} {loaded.notice}" if loaded.notice else text

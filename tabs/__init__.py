@@ -1,14 +1,18 @@
 """The tab registry: an ordered list of tab modules.
 
-A tab module exposes `INFO` (a `studio.registry.TabInfo`) and `build()`, which lays out its
-components inside the `gr.Tab` the app opens for it and wires events with `api_name`s. The About
-tab comes first and reads every other tab's `INFO`. Importing a tab must stay cheap: models load
-lazily inside handlers, never at import.
+A tab module exposes ``INFO`` (a `studio.registry.TabInfo`), ``build()`` (lays out its components
+inside the `gr.Tab` the app opens for it, with the pieces from `studio.shell`), and, for a paper
+tab, ``run`` (the handler behind its Run button), ``EXAMPLES`` (rows of ``run``'s inputs; the
+first one is what the browser test clicks) and ``BAD_INPUTS`` (rows ``run`` must refuse, with the
+words it must say). Importing a tab stays cheap: models load lazily inside handlers.
+``STUDIO_TABS=key,key`` builds a subset (About is always built).
 """
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
+
+from studio import settings
 
 TAB_MODULES: list[str] = [
     "tabs.about",
@@ -19,10 +23,23 @@ TAB_MODULES: list[str] = [
 ]
 
 
-def registered_tabs() -> list[ModuleType]:
+def all_tabs() -> list[ModuleType]:
     return [importlib.import_module(name) for name in TAB_MODULES]
 
 
+def registered_tabs() -> list[ModuleType]:
+    """The tabs this process builds, in order (``STUDIO_TABS`` may pick a subset)."""
+    chosen = settings.selected_tabs()
+    modules = all_tabs()
+    if chosen is None:
+        return modules
+    known = {m.INFO.key for m in modules}
+    unknown = sorted(set(chosen) - known)
+    if unknown:
+        raise SystemExit(f"STUDIO_TABS names unknown tabs {unknown}; known: {sorted(known)}")
+    return [m for m in modules if m.INFO.key == "about" or m.INFO.key in chosen]
+
+
 def model_tabs() -> list[ModuleType]:
-    """Every tab that wraps a paper's model (all but About)."""
-    return [tab for tab in registered_tabs() if tab.INFO.spec is not None or tab.INFO.param_counts is not None]
+    """Every registered tab that wraps a paper (all but About)."""
+    return [tab for tab in registered_tabs() if tab.INFO.paper is not None]

@@ -3,69 +3,72 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.loader import MODELS, requested_source
+from studio import settings
+from studio.loader import param_counts, source_status
 from studio.registry import TabInfo
 from studio.ui import format_count
 
 INFO = TabInfo(
     key="about",
     title="About",
-    paper="",
-    paper_url="",
-    frozen_model="",
-    adapter="",
+    api_names=("about",),
     description=(
         "Adapter Studio: each tab loads a frozen pretrained model plus a lightweight adapter from a "
-        "recent paper. Off a Space every tab runs on small models this repository trains itself "
-        "(`bundled`); on a GPU Space they use the papers' real models (`hub`)."
+        "recent paper. Off a Space every tab runs on the bundled models (`bundled`); on a GPU Space "
+        "they use the papers' real models (`hub`)."
     ),
-    api_names=("about",),
 )
 
-HEADERS = ["Tab", "Paper", "Frozen model", "Adapter adds", "Adapter params", "Frozen params", "Adapter / frozen", "Model source"]
+HEADERS = ["Tab", "Paper", "Frozen model", "Adapter adds", "Adapter params", "Frozen params", "Adapter / frozen",
+           "Model source", "Hub parts (override)"]
 
 
-def source_text(info: TabInfo) -> str:
-    if info.spec is None:
-        return "none (trained per input)"
-    loaded = MODELS.loaded(info.spec.key)
-    if loaded is None:
-        return f"{requested_source(info.spec)} (not loaded yet)"
-    text = f"{loaded.source} ({loaded.location})"
-    if loaded.notice:
-        text += f" (asked for {loaded.requested}: fell back)"
-    return text
+def _cell(text: str) -> str:
+    return text.replace("|", "/").replace("\n", " ")
+
+
+def hub_parts_text(paper) -> str:
+    if not paper.hub:
+        return "none (nothing pretrained)"
+    parts = []
+    for part in paper.hub:
+        repo = f"`{part.repo}`" if part.repo else "**unpublished**"
+        parts.append(f"{part.role}: {repo} ({settings.hub_override_name(paper.key, part.role)})")
+    return "; ".join(parts)
 
 
 def about_rows() -> list[list[str]]:
-    """One row per model tab; parameter counts come from weight headers or loaded models."""
+    """One row per paper tab; parameter counts from weight headers or the loaded models."""
     from tabs import model_tabs
 
     rows = []
     for tab in model_tabs():
-        info: TabInfo = tab.INFO
-        adapter, frozen = info.param_counts() if info.param_counts else (0, 0)
+        paper = tab.INFO.paper
+        adapter, frozen = param_counts(paper)
         ratio = f"{100 * adapter / frozen:.2f}%" if frozen else "n/a (nothing frozen)"
-        paper = f"[{info.paper}]({info.paper_url})" if info.paper_url else info.paper
-        rows.append([info.title, paper, info.frozen_model, info.adapter, format_count(adapter), format_count(frozen), ratio, source_text(info)])
+        rows.append([tab.INFO.title, f"[{_cell(paper.paper)}]({paper.paper_url})", _cell(paper.frozen_model),
+                     _cell(paper.adapter), format_count(adapter), format_count(frozen), ratio,
+                     _cell(source_status(paper)), hub_parts_text(paper)])
     return rows
 
 
 def about_table() -> str:
     """The About table as Markdown (also the `/about` API endpoint)."""
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    for row in about_rows():
-        lines.append("| " + " | ".join(cell.replace("|", "/") if not cell.startswith("[") else cell for cell in row) + " |")
+    lines += ["| " + " | ".join(row) + " |" for row in about_rows()]
     return "\n".join(lines)
 
 
 def build() -> None:
     gr.Markdown(f"# Adapter Studio\n{INFO.description}")
-    table = gr.Markdown(about_table(), elem_id="about-table")
+    # a callable value is computed again on every page load: the table is current without Refresh
+    table = gr.Markdown(about_table, elem_id="about-table")
     refresh = gr.Button("Refresh", elem_id="about-run", size="sm")
     refresh.click(about_table, inputs=None, outputs=table, api_name="about")
     gr.Markdown(
-        "Model sources: set `STUDIO_MODEL_SOURCE=bundled|hub|local` (or per tab "
-        "`STUDIO_SOURCE_<KEY>`); `local` reads `STUDIO_LOCAL_DIR_<KEY>` or `STUDIO_LOCAL_ROOT/<key>`.",
+        "Model sources: `STUDIO_MODEL_SOURCE=bundled|hub|local` (or per tab `STUDIO_SOURCE_<KEY>`); "
+        "`local` reads `STUDIO_LOCAL_DIR_<KEY>` or `STUDIO_LOCAL_ROOT/<key>`; "
+        "`STUDIO_HUB_<KEY>_<ROLE>` points one hub part at another repository. "
+        "A tab whose hub stack has an unpublished part uses its bundled model and says why.",
         elem_classes="studio-params",
     )

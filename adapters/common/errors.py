@@ -1,7 +1,7 @@
 """Errors that carry a message meant for the person using the studio.
 
-Adapters and I/O code raise `BadInput` (no gradio dependency); `studio.ui.friendly` turns it into a
-`gr.Error` with the same words.
+Paper code raises `BadInput` (no gradio dependency); the studio turns it into a `gr.Error` with the
+same words, before any device work wherever the check can be made in the web process.
 """
 
 
