@@ -30,14 +30,15 @@ def all_tabs() -> list[ModuleType]:
 def registered_tabs() -> list[ModuleType]:
     """The tabs this process builds, in order (``STUDIO_TABS`` may pick a subset)."""
     chosen = settings.selected_tabs()
-    modules = all_tabs()
     if chosen is None:
-        return modules
-    known = {m.INFO.key for m in modules}
+        return all_tabs()
+    # tab modules are named after their keys; only the chosen ones are imported
+    known = {name.rsplit(".", 1)[1] for name in TAB_MODULES}
     unknown = sorted(set(chosen) - known)
     if unknown:
         raise SystemExit(f"STUDIO_TABS names unknown tabs {unknown}; known: {sorted(known)}")
-    return [m for m in modules if m.INFO.key == "about" or m.INFO.key in chosen]
+    return [importlib.import_module(name) for name in TAB_MODULES
+            if name.rsplit(".", 1)[1] in ("about", *chosen)]
 
 
 def model_tabs() -> list[ModuleType]:

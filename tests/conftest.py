@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+# Every device call in tests pickles its arguments and result, as ZeroGPU does (the server started
+# below inherits it too).
+os.environ["STUDIO_CHECK_BOUNDARY"] = "1"
+
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
 if str(REPO) not in sys.path:
