@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--source", choices=settings.SOURCES, help="model source for every tab")
     args = parser.parse_args(argv)
     if args.source:
-        os.environ["STUDIO_MODEL_SOURCE"] = args.source
+        settings.set_model_source(args.source)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, **settings.launch_kwargs())
 

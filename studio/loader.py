@@ -88,7 +88,8 @@ def describe_failure(exc: BaseException) -> str:
     """One line a user can read, without the stack trace or a server path."""
     name = type(exc).__name__
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if "offline" in text.lower() or name in {"LocalEntryNotFoundError", "ConnectionError", "OfflineModeIsEnabled"}:
+    lowered = text.lower()
+    if "offline" in lowered or "couldn't connect" in lowered or "could not connect" in lowered or name in {"LocalEntryNotFoundError", "ConnectionError", "OfflineModeIsEnabled"}:
         return "the Hugging Face Hub cannot be reached from this machine"
     if name in {"RepositoryNotFoundError", "GatedRepoError"}:
         return "the repository was not found or is gated"

@@ -46,6 +46,11 @@ def model_source(key: str) -> str:
             or ("hub" if on_space() else "bundled")).lower()
 
 
+def set_model_source(source: str) -> None:
+    """`python app.py --source ...`: the studio-wide source for this process."""
+    os.environ["STUDIO_MODEL_SOURCE"] = source
+
+
 def hub_override(key: str, role: str) -> str | None:
     return _get(f"STUDIO_HUB_{_key_suffix(key)}_{role.upper()}")
 

@@ -85,7 +85,7 @@ def test_tab_runs_its_first_example(page, module):
         page.locator(".toast-body.error").first.wait_for(state="detached", timeout=10_000)
     assert "Done in" in status.inner_text()
     assert_no_error_toast(page, info.key)
-    result_selector = getattr(module, "BROWSER_RESULT", None)
+    result_selector = info.browser_result
     if result_selector:
         result = page.locator(result_selector).first
         result.wait_for(state="visible", timeout=60_000)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
 
 
@@ -34,10 +34,10 @@ def test_space_front_matter_lists_every_tab_hub_model():
     import tabs
 
     front = README.split("---")[1]
-    for module in tabs.registered_tabs():
-        spec = module.INFO.spec
-        if spec is not None and spec.hub_id:
-            assert f"  - {spec.hub_id}\n" in front, f"{spec.hub_id} ({module.INFO.key}) missing from the Space's models"
+    for module in tabs.model_tabs():
+        for part in module.INFO.paper.hub:
+            if part.repo:
+                assert f"  - {part.repo}\n" in front, f"{part.repo} ({module.INFO.key}) missing from the Space's models"
 
 
 def test_readme_tab_table_names_every_tab():
@@ -46,3 +46,18 @@ def test_readme_tab_table_names_every_tab():
     table = README[README.index("<!-- tab-table -->"):README.index("<!-- /tab-table -->")]
     for module in tabs.registered_tabs():
         assert f"| {module.INFO.title} |" in table
+
+
+def test_readme_lists_every_studio_variable_and_no_other():
+    from studio import settings
+
+    for name in settings.VARIABLES:
+        assert f"`{name}`" in README, f"{name} is not in the README's variable table"
+    named = set(re.findall(r"`(STUDIO_[A-Z_<>]+)`", README))
+    extra = {n for n in named if n not in settings.VARIABLES and not any(
+        re.fullmatch(v.replace("<KEY>", "[A-Z0-9_]+").replace("<ROLE>", "[A-Z_]+"), n) for v in settings.VARIABLES)}
+    assert not extra, f"the README names variables the studio does not read: {sorted(extra)}"
+
+
+def test_readme_names_the_fast_test_command():
+    assert 'python -m pytest -m "not e2e and not browser"' in README

@@ -6,6 +6,7 @@ import urllib.request
 import pytest
 
 import tabs
+from studio.loader import param_counts
 from studio.registry import TabInfo
 
 
@@ -19,8 +20,8 @@ def test_registry_is_ordered_with_about_first_and_complete_infos():
         assert isinstance(info, TabInfo) and callable(module.build)
         assert info.title and info.description and info.api_names
         if info.key != "about":
-            assert info.paper and info.paper_url.startswith("http") and info.frozen_model and info.adapter
-            adapter, frozen = info.param_counts()
+            assert info.paper is not None and info.paper.key == info.key
+            adapter, frozen = param_counts(info.paper)
             assert adapter > 0 and frozen >= 0
 
 
@@ -31,7 +32,8 @@ def test_about_table_lists_every_model_tab_with_counts_and_source():
     assert len(rows) == len(tabs.model_tabs())
     for row, tab in zip(rows, tabs.model_tabs()):
         assert row[0] == tab.INFO.title and len(row) == len(HEADERS)
-        assert row[-1].split()[0] in {"bundled", "hub", "local", "none"}
+        assert row[HEADERS.index("Model source")].split()[0] in {"bundled", "hub", "local"}
+        assert "/tmp" not in " ".join(row) and "/work" not in " ".join(row)
     assert about_table().count("\n") == len(rows) + 1
 
 
@@ -41,6 +43,14 @@ def test_demo_builds_one_tab_per_registered_module():
     config = app.demo.get_config_file()
     tab_ids = [c["props"].get("elem_id") for c in config["components"] if c.get("type") == "tabitem"]
     assert tab_ids == [f"tab-{m.INFO.key}" for m in tabs.registered_tabs()]
+
+
+def test_studio_tabs_builds_a_subset_and_refuses_unknown_keys(monkeypatch):
+    monkeypatch.setenv("STUDIO_TABS", "kangaroo")
+    assert [m.INFO.key for m in tabs.registered_tabs()] == ["about", "kangaroo"]
+    monkeypatch.setenv("STUDIO_TABS", "kangaroo,nope")
+    with pytest.raises(SystemExit, match="nope"):
+        tabs.registered_tabs()
 
 
 @pytest.mark.e2e

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.errors import BadInput
-from studio.imaging import read_rgb_image
+from adapters.common.errors import BadInput
+from adapters.common.imaging import read_rgb_image
 
 
 def test_conversions(tmp_path):

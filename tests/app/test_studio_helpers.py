@@ -1,25 +1,74 @@
 """Device handling and the UI helpers every tab uses."""
 from __future__ import annotations
 
+import dataclasses
+import threading
+
 import gradio as gr
+import numpy as np
 import pytest
 import torch
 
 from studio import device, settings, ui
-from studio.errors import BadInput
+from adapters.common.errors import BadInput
 from studio.loader import ModelSourceError
 
 
-def test_gpu_decorator_is_transparent_off_zerogpu():
+def test_device_call_is_transparent_and_pickles_when_checking(monkeypatch):
     calls = []
 
-    @device.gpu(duration=lambda x: 10 * x)
+    @device.device_call(duration=lambda x: 10)
     def double(x):
         calls.append(x)
-        return 2 * x
+        return {"value": 2 * x}
 
-    assert double(21) == 42 and calls == [21]
-    assert double.__name__ == "double"
+    monkeypatch.setenv("STUDIO_CHECK_BOUNDARY", "1")
+    with device.recording_calls() as log:
+        assert double(21) == {"value": 42} and calls == [21]
+    assert double.__name__ == "double" and log[0][0] == "double" and log[0][-1] is True
+
+
+@dataclasses.dataclass(frozen=True)
+class PlainRequest:
+    pixels: np.ndarray
+    steps: int
+    name: str
+
+
+@dataclasses.dataclass
+class MutableRequest:
+    steps: int
+
+
+def test_only_plain_data_crosses_the_device_boundary():
+    device.check_plain((PlainRequest(np.zeros((2, 2), np.float32), 3, "x"), [1, 2.5, None], {"a": (b"x",)}))
+    for bad, words in ((lambda: None, "function"), (torch.zeros(2), "Tensor"), (torch.nn.Linear(1, 1), "Linear"),
+                       (MutableRequest(1), "frozen dataclass"), (np.array([object()]), "object arrays"),
+                       ({"x": [threading.Lock()]}, "lock")):
+        with pytest.raises(device.BoundaryError, match=words):
+            device.check_plain(bad, "request")
+
+
+def test_a_closure_argument_is_refused_before_the_device_function_runs():
+    ran = []
+
+    @device.device_call()
+    def work(x, on_step=None):
+        ran.append(x)
+
+    with pytest.raises(device.BoundaryError, match="on_step"):
+        work(1, on_step=lambda i: i)
+    assert ran == []
+
+
+def test_progress_reaches_the_open_callback_only():
+    seen = []
+    device.report_progress(0.5, "nobody listens")
+    with device.progress_to(lambda f, d: seen.append((f, d))):
+        device.report_progress(0.25, "step")
+        device.report_progress(7, "clamped")
+    device.report_progress(0.9, "closed")
+    assert seen == [(0.25, "step"), (1.0, "clamped")]
 
 
 def test_compute_device_is_cpu_here_and_labelled():
@@ -82,12 +131,12 @@ def test_launch_settings_protect_medical_uploads():
 
 
 def test_get_model_warns_about_a_fallback(monkeypatch):
-    from studio.loader import LoadedModel, ModelSpec
+    from studio.loader import LoadedModel
 
     warnings = []
     fallback = LoadedModel("weights", "bundled", "hub", "assets/x", notice="Could not load 'org/x' from the Hugging Face Hub (offline); using the bundled model instead.")
     monkeypatch.setattr(ui.MODELS, "get", lambda spec: fallback)
     monkeypatch.setattr(ui.gr, "Warning", warnings.append)
-    assert ui.get_model(ModelSpec("x")) is fallback
+    assert ui.get_model(object()) is fallback
     assert warnings == [fallback.notice]
     assert ui.source_markdown(fallback).startswith("Model source: `bundled` (assets/x). Could not load 'org/x'")
