@@ -6,10 +6,10 @@ Expected layout (the common COD10K + CAMO release, as used by SINet-V2 / FGSA-Ne
     <data>/TestDataset/<COD10K|CAMO|CHAMELEON|NC4K>/Imgs/*.jpg   .../GT/*.png
 
 (`Image`/`Images` and `GT_Object`/`Mask`/`Masks` folder names are accepted too.) Output, in hub
-layout for `STUDIO_FGSA_ADAPTER=<out>`: `fgsa_adapter.safetensors` + `fgsa_adapter.json` with the
-test-set figures.
+layout for `STUDIO_HUB_FGSA_ADAPTER=<out>`: `fgsa_adapter.safetensors` + `fgsa_adapter.json` with
+the test-set figures.
 
-    python -m training.train_fgsa_cod --data /data/COD --out runs/fgsa-sam --steps 20000 --batch 4
+    python -m training.fgsa.train_cod --data /data/COD --out runs/fgsa-sam --steps 20000 --batch 4
 
 This script has not been run for this repository (no GPU here); its dataset reader and one
 optimisation step are tested on a tiny fake folder with a tiny random SAM.
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adapters.fgsa import FGSANet, structure_loss
-from adapters.fgsa_sam import ADAPTER_FILE, SAM_ID, load_sam_backbone, sam_fgsa_config
+from adapters.fgsa.loading import ADAPTER_FILE, load_sam_backbone
+from adapters.fgsa.modeling import SAM_ID, FGSANet, sam_fgsa_config, structure_loss
 
 IMAGE_DIRS = ("Imgs", "Image", "Images", "images")
 MASK_DIRS = ("GT", "GT_Object", "Mask", "Masks", "masks")
@@ -77,7 +77,7 @@ class CODDataset(torch.utils.data.Dataset):
 
 @torch.no_grad()
 def evaluate(model: FGSANet, loader, device) -> dict:
-    from adapters.fgsa_eval import sod_metrics
+    from adapters.fgsa.metrics import sod_metrics
 
     model.eval()
     probs, gts = [], []
@@ -136,7 +136,7 @@ def main(argv=None) -> dict:
             test = torch.utils.data.DataLoader(CODDataset(split, backbone.image_size, train=False), batch_size=args.batch, num_workers=args.workers)
             figures[name] = evaluate(model, test, device)
             print(name, figures[name], flush=True)
-    from adapters.fgsa_model import save_adapter
+    from adapters.fgsa.loading import save_adapter
 
     model.cpu()
     save_adapter(args.out, model, ADAPTER_FILE, extra={"figures": figures, "backbone": args.backbone, "steps": args.steps,

@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from studio.errors import BadInput
+from adapters.common.errors import BadInput
 
 torch.set_num_threads(1)
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "fgsa"
+ASSETS = Path(__file__).resolve().parents[3] / "assets" / "fgsa"
 needs_weights = pytest.mark.skipif(not (ASSETS / "adapter.safetensors").is_file(), reason="bundled FGSA weights missing")
 
 
@@ -29,7 +29,7 @@ def _noise(h, w, c=3, seed=0):
 
 
 def test_read_rgb_converts_and_rejects(tmp_path):
-    from adapters.fgsa_infer import read_rgb
+    from adapters.fgsa.io import read_rgb
 
     gray = read_rgb(_save(tmp_path, "gray.png", _noise(40, 30, c=0)))
     assert gray.shape == (40, 30, 3) and np.array_equal(gray[..., 0], gray[..., 2])
@@ -61,9 +61,9 @@ def test_handler_turns_bad_input_into_a_plain_gradio_error(tmp_path):
 
     (tmp_path / "notes.png").write_text("hello")
     with pytest.raises(gr.Error, match="not an image we can read"):
-        tab.segment(str(tmp_path / "notes.png"), None, "c1", 1, 1, 1, 1, 1, progress=lambda *a, **k: None)
+        tab.run(str(tmp_path / "notes.png"), None, "c1", 1, 1, 1, 1, 1, progress=lambda *a, **k: None)
     with pytest.raises(gr.Error, match="between 0 and 4"):
-        tab.segment(str(ASSETS / "examples" / "00_spectral.png"), None, "c1", 1, 1, 9, 1, 1, progress=lambda *a, **k: None)
+        tab.run(str(ASSETS / "examples" / "00_spectral.png"), None, "c1", 1, 1, 9, 1, 1, progress=lambda *a, **k: None)
     with pytest.raises(gr.Error, match="Run the segmentation first"):
         tab.rerender(None, "c1", 1, 1, 1, 1, 1)
 
@@ -73,7 +73,7 @@ def test_segment_and_rerender_on_first_example(tmp_path):
     import tabs.fgsa as tab
 
     example = tab._examples()[0]
-    out = tab.segment(*example, False, progress=lambda *a, **k: None)
+    out = tab.run(*example, False, progress=lambda *a, **k: None)
     adapter_img, frozen_img, spectrum, attention, metrics, bands_md, mask_file, status, state = out
     assert adapter_img.shape == (256, 256, 3) and frozen_img.shape == (256, 256, 3)
     assert spectrum.shape[1] == 256 and attention.shape[0] == 192
@@ -100,10 +100,10 @@ def test_suppressing_the_known_bands_degrades_spectral_scenes():
     in the model card: about 0.87 -> 0.59 and 0.06 -> 0.16 over the full held-out set). A band
     that holds no frequency content (DC, inert once the attention's mean is removed) changes
     nothing, and neither does an edit that keeps every learned gain."""
-    from adapters.fgsa_data import make_dataset
-    from adapters.fgsa_eval import sod_metrics
-    from adapters.fgsa_infer import BAND_NAMES, known_band_gains, site_gains
-    from adapters.fgsa_model import load_bundled
+    from adapters.fgsa.data import make_dataset
+    from adapters.fgsa.inference import BAND_NAMES, known_band_gains, site_gains
+    from adapters.fgsa.loading import load_bundled
+    from adapters.fgsa.metrics import sod_metrics
 
     bundle = load_bundled(ASSETS)
     model = bundle.adapter

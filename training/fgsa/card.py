@@ -1,21 +1,23 @@
-"""Turn finished FGSA runs into the bundled assets: weights, ablation table, band-suppression
-analysis, examples and MODEL_CARD.md (every number is measured here, from the run files)."""
+"""Turn finished FGSA runs into the bundled assets: weights, examples and the training log
+`assets/fgsa/ablation.json` (multi-seed ablation, per-seed band reliance, investigation runs; every
+number is measured here, from the run files). `python -m bench.fgsa --write` then measures the
+bundled model again and renders figures.json and MODEL_CARD.md; it reads from this log only what
+training alone can measure, and `findings` below turns the figures into the card's sentences."""
 from __future__ import annotations
 
 import json
-import platform
 import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from adapters.fgsa import VARIANTS
-from adapters.fgsa_data import BACKGROUND_BAND, OBJECT_BAND, make_dataset
-from adapters.fgsa_infer import BAND_NAMES, known_band_gains, site_gains
-from adapters.fgsa_model import attach, tiny_vit_from
-from studio.loader import read_bundled
-from training import train_fgsa as T
+from adapters.common.weights import read_bundled
+from adapters.fgsa.data import BACKGROUND_BAND, OBJECT_BAND, make_dataset
+from adapters.fgsa.inference import BAND_NAMES, known_band_gains, site_gains
+from adapters.fgsa.loading import attach, tiny_vit_from
+from adapters.fgsa.modeling import VARIANTS
+from training.fgsa import train as T
 
 MODE_TEXT = {
     "minmax": "inverse FFT -> min-max to [0, 1] -> x + gamma * x * attention",
@@ -104,7 +106,7 @@ def gate_means(model) -> dict[str, float]:
 def learned_ring_gains(model, images, modes, mode: str = "spectral") -> dict:
     """Mean learned gain of every ring at every site over one mode's test scenes, and which rings
     hold the object / background band there."""
-    from adapters.fgsa_infer import site_stride
+    from adapters.fgsa.inference import site_stride
 
     pick = [i for i, m in enumerate(modes) if m == mode]
     probes: dict = {}
@@ -126,7 +128,7 @@ def learned_ring_gains(model, images, modes, mode: str = "spectral") -> dict:
 def band_suppression(model, images, masks, modes) -> dict:
     """S-measure on each mode's test scenes with one band set to 0, per site and at all sites."""
     out = reliance(model, images, masks, modes)
-    from adapters.fgsa_infer import bands_covering
+    from adapters.fgsa.inference import bands_covering
 
     for site in model.site_names():
         out[f"{site}:known"] = _s_by_mode(model, images, masks, modes, known_band_gains(model, site))
@@ -206,8 +208,7 @@ def write_card(bundled_seed: int = 0) -> dict:
                    fgsa_mode=model.config.fgsa_mode, ring_init=model.config.ring_init,
                    gates={site: [gate_means(load_run_model("fgsa", seed))[site] for seed in seed_reliance] for site in model.site_names()})
     (T.ASSETS / "ablation.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (T.ASSETS / "MODEL_CARD.md").write_text(card_text(summary))
-    print((T.ASSETS / "MODEL_CARD.md").read_text())
+    print(f"wrote the weights, examples and {T.ASSETS / 'ablation.json'}; now run python -m bench.fgsa --write")
     return summary
 
 
@@ -218,109 +219,6 @@ def _extra_tags() -> list[str]:
         if tag:
             tags.add(tag)
     return sorted(tags)
-
-
-def _table(rows: list[dict], prefix: str = "", full: int | None = None) -> list[str]:
-    lines = ["| variant | trainable params | % of full FT | S ↑ | E ↑ | wF ↑ | MAE ↓ | CPU min / run |", "|---|---|---|---|---|---|---|---|"]
-    full = full or next((r["trainable"] for r in rows if r["variant"] == "full"), None)
-    for r in rows:
-        share = f"{100 * r['trainable'] / full:.1f}%" if full else "n/a"
-        lines.append(f"| {r['label']} | {r['trainable']:,} | {share} | {r[prefix + 'S']} | {r[prefix + 'E']} | {r[prefix + 'wF']} | {r[prefix + 'MAE']} | {r['cpu_minutes']:.1f} |")
-    return lines
-
-
-def card_text(summary: dict) -> str:
-    rows = summary["summary"]
-    sup = summary["band_suppression"]
-    total_cpu = summary["backbone_pretrain_cpu_seconds"] / 60 + sum(r["cpu_minutes"] * len(r["seeds"]) for r in rows)
-    for extra in summary["extra"].values():
-        total_cpu += sum(r["cpu_minutes"] * len(r["seeds"]) for r in extra["rows"])
-    lines = [
-        "# FGSA (bundled): frozen TinyViT + frequency-guided spatial adapter",
-        "",
-        "Everything here was trained and measured by `python -m training.train_fgsa --seed 0` on a shared",
-        f"2-core CPU, one torch thread ({platform.processor() or platform.machine()}). Total CPU time of the command: "
-        f"**{total_cpu:.1f} min** (backbone pretraining {summary['backbone_pretrain_cpu_seconds'] / 60:.1f} min, "
-        f"then every ablation run). Runs resume from `training/checkpoints/fgsa/`.",
-        "",
-        "## What is frozen and what is trained",
-        "- **Frozen model:** a plain ViT (patch 8, width 96, 4 blocks, 4 heads, 64x64 input) pretrained here for "
-        f"{summary['backbone_pretrain_steps']} steps (batch {T.BACKBONE_BATCH}) on *salient* synthetic scenes (object and background from different textures, tints and "
-        "brightness) with a throw-away per-patch head, then frozen. It has never seen camouflage.",
-        "- **Adapter (`fgsa`):** conv branch on the raw image (c1..c4 at 1/4..1/32) with FGSAttn on c1 (1/4) and c2 (1/8); a "
-        "zero-gated deformable injector before the frozen blocks; after each group of 2 frozen blocks FGSAttn on the "
-        "token map (zero-gated), an extractor and (between groups) another injector; a light FPN head. FGSAttn: channel-mean "
-        "map -> centred FFT -> ring means -> Linear+LeakyReLU -> per-ring amplitude gains -> "
-        f"{MODE_TEXT[summary['fgsa_mode']]} (gamma starts at 0; ring gains start "
-        f"{'at 1 on every ring' if summary['ring_init'] == 'ones' else 'from a default Linear init'}).",
-        f"- Training data: {summary['data']['train']['n']} generated scenes (half camouflage, half spectral), "
-        f"{summary['steps']} steps of batch {summary['batch']}, AdamW lr 1e-3 (backbone 2e-4 when fine-tuned), cosine, BCE + soft IoU, flips.",
-        f"- Test data: {summary['data']['test']['n']} held-out scenes (other seed), half camouflage, half spectral; 64x64. "
-        f"Spectral scenes: object energy in {summary['data']['object_band'][0]}–{summary['data']['object_band'][1]} cycles/px, "
-        f"background in {summary['data']['background_band'][0]}–{summary['data']['background_band'][1]}, same mean, std and tint.",
-        "",
-        "## Ablation (held-out synthetic scenes, mean ± std over seeds "
-        + ", ".join(str(s) for s in rows[0]["seeds"]) + "; pysodmetrics)",
-        "",
-        *_table(rows),
-        "",
-        "Camouflage-mode scenes only:",
-        "",
-        *_table(rows, "camouflage_"),
-        "",
-        "Spectral-mode scenes only:",
-        "",
-        *_table(rows, "spectral_"),
-        "",
-    ]
-    lines += ["## How much does the model rely on FGSAttn? (S-measure on held-out scenes)", "",
-              "`known bands off`: at every site, the user bands holding the spectral scenes' object and background "
-              "frequencies set to 0. `all closed`: every band 0 at every site, i.e. FGSAttn's attention is zero and "
-              "each site passes its input through unchanged.", "",
-              "| model | camouflage S | spectral S | spectral S, known bands off | spectral S, all closed | camouflage S, all closed |",
-              "|---|---|---|---|---|---|"]
-    def rel_row(name, rel):
-        return (f"| {name} | {rel['none']['camouflage']:.3f} | {rel['none']['spectral']:.3f} | {rel['known_bands_off']['spectral']:.3f} | "
-                f"{rel['all_closed']['spectral']:.3f} | {rel['all_closed']['camouflage']:.3f} |")
-    for seed, rel in summary["reliance"].items():
-        lines.append(rel_row(f"**fgsa (bundled design) seed {seed}**", rel))
-    for tag, extra in summary["extra"].items():
-        for seed, rel in extra["reliance"].items():
-            lines.append(rel_row(f"fgsa{tag} seed {seed}", rel))
-    lines += ["", "Settings of the investigation runs (everything else as the bundled design):", ""]
-    lines += [f"- `fgsa{tag}`: {extra['settings']}" for tag, extra in summary["extra"].items()]
-    lines.append("")
-    for tag, extra in summary["extra"].items():
-        provenance = (" This run predates the separate gate parameter group: its gates also had weight decay 0.01, so "
-                      "re-running it with today's script differs slightly." if tag == "-gate-lr-1e-3" else "")
-        n = len(extra["reliance"])
-        lines += [f"Investigation run `fgsa{tag}`, settings {extra['settings']} ({n} seed{'s' if n > 1 else ''}).{provenance}", "",
-                  *_table(extra["rows"], full=next((r["trainable"] for r in rows if r["variant"] == "full"), None)), ""]
-    lines += [
-        f"## Is the frequency lever real? (bundled seed {summary['bundled_seed']}, S-measure when one band is set to 0)",
-        "",
-        "| site:band | camouflage S | spectral S |",
-        "|---|---|---|",
-        f"| (no edit) | {sup['none']['camouflage']:.3f} | {sup['none']['spectral']:.3f} |",
-    ]
-    for key, v in sup.items():
-        if key not in ("none", "spectral_mae"):
-            lines.append(f"| {key} | {v['camouflage']:.3f} | {v['spectral']:.3f} |")
-    lines += ["", f"## Learned ring gains (seed {summary['bundled_seed']}, mean over spectral test scenes)", "",
-              "| site | gate mean abs | learned gain per ring (0 = DC) | rings of the object band | rings of the background band |",
-              "|---|---|---|---|---|"]
-    for site, info in summary["ring_gains"].items():
-        lines.append(f"| {site} | {info['gamma_mean_abs']:.3f} | {', '.join(f'{g:.2f}' for g in info['gain'])} | {info['object_rings']} | {info['background_rings']} |")
-    lines += ["", "## Findings", "", *findings(summary), "",
-              "## Files",
-              "- `backbone.safetensors` (+ `.json`): the frozen TinyViT.",
-              "- `adapter.safetensors` (+ `.json`, with the run's own figures): FGSA adapter and head, seed "
-              f"{summary['bundled_seed']}.",
-              "- `frozen_head.safetensors`: the frozen-backbone + head baseline (\"adapter off\" in the tab), same seed.",
-              "- `ablation.json`: every figure above; `examples/`: held-out scenes with ground truth.",
-              "", "Limits: 64x64 synthetic scenes only; these weights say nothing about real camouflaged photographs "
-              "(that is the `hub` path: SAM ViT-B + `training/train_fgsa_cod.py` on COD10K/CAMO, not run here).", ""]
-    return "\n".join(lines)
 
 
 def findings(summary: dict) -> list[str]:
@@ -416,7 +314,7 @@ def findings(summary: dict) -> list[str]:
         for tag, extra in sorted(gate_rows.items()))
     gammas = [info["gamma_mean_abs"] for info in summary.get("ring_gains", {}).values()]
     if gate_text:
-        out.append("- Gate learning rate (min-max design): " + gate_text + f"; the bundled design uses 1e-1 (mean |gate| per "
+        out.append("- Gate learning rate (min-max design): " + gate_text + "; the bundled design uses 1e-1 (mean |gate| per "
                    "site " + ", ".join(f"{g:.2f}" for g in gammas) + ").")
     return out
 

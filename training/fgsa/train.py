@@ -1,32 +1,33 @@
 """Reproduce the bundled FGSA weights, the ablation table and the model card.
 
-    python -m training.train_fgsa --seed 0            # everything (backbone, 4 variants x 3 seeds, card)
-    python -m training.train_fgsa --stage backbone    # only pretrain the frozen TinyViT
-    python -m training.train_fgsa --stage ablate --variants fgsa --seeds 0
-    python -m training.train_fgsa --stage card        # table, assets and MODEL_CARD.md from finished runs
+    python -m training.fgsa.train --seed 0            # everything (backbone, 4 variants x 3 seeds, card)
+    python -m training.fgsa.train --stage backbone    # only pretrain the frozen TinyViT
+    python -m training.fgsa.train --stage ablate --variants fgsa --seeds 0
+    python -m training.fgsa.train --stage card        # assets + training log from finished runs, then the figures
 
 Every run checkpoints under training/checkpoints/fgsa/ and resumes where it stopped; a finished
 run is not repeated. One torch thread (the machine is shared); CPU seconds are process time.
+The `card` stage writes the weights, the examples and the training log `assets/fgsa/ablation.json`
+(`training.fgsa.card`), then runs `python -m bench.fgsa --write`, which measures the bundled model
+again and renders figures.json and MODEL_CARD.md.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from adapters.fgsa import VARIANTS, FGSAConfig, FGSANet, TinyViT, TinyViTConfig, structure_loss
-from adapters.fgsa_data import make_dataset
-from adapters.fgsa_eval import sod_metrics
-from adapters.fgsa_model import save_adapter
-from studio.loader import count_params, save_bundled
+from adapters.common.weights import count_params, save_bundled
+from adapters.fgsa.data import make_dataset
+from adapters.fgsa.loading import save_adapter
+from adapters.fgsa.metrics import sod_metrics
+from adapters.fgsa.modeling import VARIANTS, FGSAConfig, FGSANet, TinyViT, TinyViTConfig, structure_loss
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CKPT = REPO / "training" / "checkpoints" / "fgsa"
 ASSETS = REPO / "assets" / "fgsa"
 SIZE = 64
@@ -138,8 +139,8 @@ def pretrain_backbone(seed: int = 0) -> None:
 
 
 def load_backbone() -> tuple[TinyViT, dict]:
-    from adapters.fgsa_model import tiny_vit_from
-    from studio.loader import read_bundled
+    from adapters.common.weights import read_bundled
+    from adapters.fgsa.loading import tiny_vit_from
 
     tensors, config = read_bundled(CKPT, "backbone")
     return tiny_vit_from(tensors, config), config
@@ -242,9 +243,11 @@ def main(argv=None) -> None:
     if args.stage in ("all", "investigate"):
         investigate(args.seeds)
     if args.stage in ("all", "card"):
-        from training.fgsa_card import write_card
+        from bench.fgsa import main as write_figures
+        from training.fgsa.card import write_card
 
         write_card(bundled_seed=args.seed)
+        write_figures(["--write"])
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 After "Frequency-Guided Spatial Adaptation for Camouflaged Object Detection" (2024). The frozen
 model is a plain ViT whose blocks work on B x h x w x C token maps (the bundled TinyViT below, or
-SAM's image encoder through `adapters.fgsa_sam`). The adapter follows the paper's ViT-Adapter
+SAM's image encoder through `SamBackbone` below). The adapter follows the paper's ViT-Adapter
 framework:
 
 - a conv branch on the raw image gives maps at 1/4, 1/8, 1/16 and 1/32; FGSAttn sits on the
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -571,3 +571,49 @@ def structure_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     inter = (prob * mask).sum((-1, -2))
     union = (prob + mask).sum((-1, -2)) - inter
     return bce + (1 - (inter + 1) / (union + 1)).mean()
+
+
+# --- the hub frozen model: SAM's ViT image encoder --------------------------------------------
+# The paper froze a Uni-Perceiver ViT-L; SAM's encoder (transformers, `facebook/sam-vit-base`) is a
+# plain ViT of the same family (B x H x W x C token maps, global attention every few blocks), so the
+# adapter drives its patch embedding and blocks directly.
+
+SAM_ID = "facebook/sam-vit-base"
+# SamProcessor's normalisation, for pixels in [0, 1]
+SAM_MEAN = (0.485, 0.456, 0.406)
+SAM_STD = (0.229, 0.224, 0.225)
+
+
+class SamBackbone(nn.Module):
+    """SAM's vision encoder seen through the interface FGSANet expects."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        config = encoder.config
+        self.layers = encoder.layers
+        self.dim = config.hidden_size
+        self.patch = config.patch_size if isinstance(config.patch_size, int) else config.patch_size[0]
+        self.image_size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
+        self.mean, self.std = SAM_MEAN, SAM_STD
+
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = self.encoder.patch_embed(pixels)
+        return x + self.encoder.pos_embed if self.encoder.pos_embed is not None else x
+
+
+def even_groups(n_layers: int, n_groups: int = 4) -> tuple[tuple[int, ...], ...]:
+    """Blocks split into consecutive groups (the paper: 4 interactions over the ViT)."""
+    n_groups = min(n_groups, n_layers)
+    bounds = [round(i * n_layers / n_groups) for i in range(n_groups + 1)]
+    return tuple(tuple(range(bounds[i], bounds[i + 1])) for i in range(n_groups))
+
+
+def sam_fgsa_config(n_layers: int, dim: int, **overrides) -> FGSAConfig:
+    """Adapter sizes for a SAM-sized backbone (the bundled defaults are for a 96-wide TinyViT)."""
+    wide = dim >= 256
+    settings = dict(
+        variant="fgsa", groups=even_groups(n_layers), planes=64 if wide else 8, heads=6 if wide else 2,
+        points=4 if wide else 2, inner=dim // 4 if wide else 16, head_width=64 if wide else 8,
+    )
+    return FGSAConfig(**(settings | overrides))

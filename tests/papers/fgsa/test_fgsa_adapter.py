@@ -7,9 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from adapters.fgsa import (
-    VARIANTS, FGSAConfig, FGSANet, FGSAttn, TinyViT, TinyViTConfig, band_of_rings, frozen_tokens,
-    ring_gains_from_bands, ring_labels, structure_loss,
+from adapters.fgsa.modeling import (
+    VARIANTS,
+    FGSAConfig,
+    FGSANet,
+    FGSAttn,
+    TinyViT,
+    TinyViTConfig,
+    band_of_rings,
+    frozen_tokens,
+    ring_gains_from_bands,
+    ring_labels,
+    structure_loss,
 )
 
 torch.set_num_threads(1)

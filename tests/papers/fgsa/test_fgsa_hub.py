@@ -35,14 +35,13 @@ def sam_dir(tmp_path_factory):
 
 
 def test_load_hub_reads_sam_and_adapter_from_one_directory(sam_dir, monkeypatch):
-    from adapters.fgsa import FGSANet
-    from adapters.fgsa_model import load_hub, save_adapter
-    from adapters.fgsa_sam import ADAPTER_FILE, load_sam_backbone, sam_fgsa_config
+    from adapters.fgsa.loading import ADAPTER_FILE, load_hub, load_sam_backbone, save_adapter
+    from adapters.fgsa.modeling import FGSANet, sam_fgsa_config
 
     directory, sam = sam_dir
-    monkeypatch.delenv("STUDIO_FGSA_ADAPTER", raising=False)
+    parts = {"frozen": str(directory), "adapter": str(directory)}
     with pytest.raises(FileNotFoundError, match="no trained FGSA adapter"):
-        load_hub(str(directory))
+        load_hub(parts)
 
     backbone = load_sam_backbone(str(directory))
     torch.manual_seed(1)
@@ -53,7 +52,7 @@ def test_load_hub_reads_sam_and_adapter_from_one_directory(sam_dir, monkeypatch)
                 p.fill_(0.5)
     save_adapter(directory, trained, ADAPTER_FILE, extra={"figures": {"CAMO": {"S": 0.5}}})
 
-    bundle = load_hub(str(directory))
+    bundle = load_hub(parts)
     assert bundle.source == "hub" and bundle.figures == {"CAMO": {"S": 0.5}}
     model = bundle.adapter
     # frozen weights are SAM's own, and frozen
@@ -80,8 +79,8 @@ def test_load_hub_reads_sam_and_adapter_from_one_directory(sam_dir, monkeypatch)
 
 
 def test_local_source_goes_through_the_same_loader(sam_dir, monkeypatch):
+    from adapters.fgsa import SPEC
     from studio.loader import ModelCache
-    from tabs.fgsa import SPEC
 
     directory, _ = sam_dir
     if not (directory / "fgsa_adapter.safetensors").is_file():
@@ -108,7 +107,7 @@ def make_fake_cod(root, n=3, size=40):
 
 
 def test_cod_reader_and_one_training_step(sam_dir, tmp_path):
-    from training.train_fgsa_cod import CODDataset, cod_pairs, main
+    from training.fgsa.train_cod import CODDataset, cod_pairs, main
 
     data = tmp_path / "COD"
     make_fake_cod(data)
