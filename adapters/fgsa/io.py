@@ -1,0 +1,55 @@
+"""Reading the FGSA tab's inputs safely (no gradio): the image, an optional ground-truth mask, and
+the resize to the model's input size. Everything here runs in the web process, before device work."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from adapters.common.errors import BadInput
+from adapters.common.imaging import read_rgb_image
+
+MIN_SIDE = 16
+MAX_PIXELS = 40_000_000
+MAX_FILE_BYTES = 50 * 1024 * 1024
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """H x W x 3 uint8 RGB from an image file (`adapters.common.imaging.read_rgb_image`: conversions
+    and size limits); a flat image is refused too, since there is nothing to segment in it."""
+    rgb = read_rgb_image(path, min_side=MIN_SIDE, max_pixels=MAX_PIXELS, max_file_bytes=MAX_FILE_BYTES)
+    if int(rgb.max()) - int(rgb.min()) < 2:
+        raise BadInput("The image is one flat colour (for example all black): there is nothing to segment.")
+    return rgb
+
+
+def read_mask(path: str | Path | None, size: int) -> np.ndarray | None:
+    """An optional ground-truth mask as 0/1 at the model's size (nearest neighbour)."""
+    if path is None or str(path) == "":
+        return None
+    import cv2
+
+    rgb = read_rgb_any(path)
+    gray = rgb.mean(-1)
+    return (cv2.resize(gray, (size, size), interpolation=cv2.INTER_NEAREST) > 127).astype(np.float32)
+
+
+def read_rgb_any(path) -> np.ndarray:
+    """Like read_rgb but accepts flat images (an empty ground truth is valid)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except Exception:
+        raise BadInput("The ground-truth mask could not be read; use a PNG mask (white object on black).") from None
+
+
+def to_model_input(rgb: np.ndarray, size: int) -> np.ndarray:
+    """1 x 3 x size x size float32 in [0, 1] (area interpolation when shrinking)."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_LINEAR
+    small = cv2.resize(rgb, (size, size), interpolation=interp)
+    return np.ascontiguousarray(small.transpose(2, 0, 1)[None].astype(np.float32) / 255)
