@@ -7,7 +7,10 @@ github.com/sypsyp97/Filter2Noise outside this repository (its licence is CC BY-N
 from there and called, never copied here). ``F2N_OFFICIAL_CASES`` limits which cases it runs on
 (comma-separated case names; default: the two 128x128 CT_small cases, as it takes minutes per case).
 
-    python -m bench.filter2noise [--quick]
+    python -m bench.filter2noise [--quick] [--write]
+
+``--write`` (full runs only) writes ``assets/filter2noise/figures.json`` and renders
+``MODEL_CARD.md`` from ``MODEL_CARD.template.md``; it is the only writer of either.
 """
 from __future__ import annotations
 
@@ -22,10 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adapters import filter2noise as f2n
-from adapters import filter2noise_baselines as base
-from adapters.filter2noise_io import load_slice, pydicom_test_file
-from adapters.filter2noise_sim import psnr_ssim, shepp_logan_hu, simulate_low_dose
+from adapters.common import figures as figs
+from adapters.filter2noise import baselines as base
+from adapters.filter2noise import modeling as f2n
+from adapters.filter2noise.data import psnr_ssim, shepp_logan_hu, simulate_low_dose
+from adapters.filter2noise.io import load_slice, pydicom_test_file
 
 TAB = "filter2noise"
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / TAB
@@ -78,8 +82,14 @@ def _row(case, metric, value, baseline=None, ratio=None, note=""):
             "ratio": None if ratio is None else float(ratio), "note": note}
 
 
+# structured results of the last run, for --write (the rows stay what bench.run_all prints)
+RESULTS: dict = {}
+
+
 def quality_rows(quick: bool) -> list[dict]:
     rows = []
+    RESULTS["quality"] = quality = {}
+    RESULTS["zs_iterations"] = 100 if quick else 300
     official_dir = os.environ.get("F2N_OFFICIAL_DIR")
     official = official_module(official_dir) if official_dir else None
     wanted = os.environ.get("F2N_OFFICIAL_CASES", "CT_small128_I0=20000,CT_small128_I0=5000").split(",")
@@ -88,19 +98,19 @@ def quality_rows(quick: bool) -> list[dict]:
             return psnr_ssim(a, r)[0]
 
         methods = {
-            "noisy input": lambda: (noisy, {}),
-            "F2N (ours)": lambda: (f2n.apply_model(f2n.fit(noisy, f2n.FitSettings()).model, noisy).denoised_hu, {}),
-            "bilateral sigma-from-noise": lambda: base.bilateral_from_noise(noisy),
-            "bilateral oracle grid": lambda: base.oracle_bilateral(noisy, reference, metric),
-            "BM3D sigma-est": lambda: base.bm3d_estimated(noisy),
-            "ZS-N2N": lambda: base.zs_n2n(noisy, 100 if quick else 300),
+            "noisy input": lambda n, r: (n, {}),
+            "F2N (ours)": lambda n, r: (f2n.apply_model(f2n.fit(n, f2n.FitSettings()).model, n).denoised_hu, {}),
+            "bilateral sigma-from-noise": lambda n, r: base.bilateral_from_noise(n),
+            "bilateral oracle grid": lambda n, r: base.oracle_bilateral(n, r, metric),
+            "BM3D sigma-est": lambda n, r: base.bm3d_estimated(n),
+            "ZS-N2N": lambda n, r: base.zs_n2n(n, 100 if quick else 300),
         }
         if official is not None and case in wanted and not quick:
-            methods["official F2N defaults"] = lambda: (run_official(official, noisy), {})
+            methods["official F2N defaults"] = lambda n, r: (run_official(official, n), {})
         scores = {}
         for name, fn in methods.items():
             start = time.perf_counter()
-            image, params = fn()
+            image, params = fn(noisy, reference)
             seconds = time.perf_counter() - start
             p, s = psnr_ssim(image, reference)
             scores[name] = (p, s, seconds)
@@ -109,8 +119,9 @@ def quality_rows(quick: bool) -> list[dict]:
             rows.append(_row(case, f"SSIM [{name}]", s))
             if name != "noisy input":
                 rows.append(_row(case, f"CPU s [{name}]", seconds, note=note))
+        quality[case] = {name: {"psnr": p, "ssim": s, "seconds": sec} for name, (p, s, sec) in scores.items()}
         ours = scores["F2N (ours)"]
-        for name, (p, s, seconds) in scores.items():
+        for name, (p, _ssim, seconds) in scores.items():
             if name in ("F2N (ours)", "noisy input"):
                 continue
             rows.append(_row(case, "PSNR gain dB (ours - baseline)", ours[0] - p, baseline=name))
@@ -125,6 +136,8 @@ def speed_rows(quick: bool) -> list[dict]:
     state = f2n.apply_model(fit.model, noisy)
     total = time.perf_counter() - start
     p, _ = psnr_ssim(state.denoised_hu, reference)
+    RESULTS["speed"] = speed = {"seconds_512": total, "psnr_512": p, "psnr_512_noisy": psnr_ssim(noisy, reference)[0],
+                                "iterations": f2n.FitSettings().iterations}
     rows = [_row("phantom512_I0=1e4", "F2N seconds at 512x512 (train + apply)", total,
                  note=f"goal < 30 s; {f2n.FitSettings().iterations} iterations; PSNR {p:.2f} dB "
                       f"(noisy {psnr_ssim(noisy, reference)[0]:.2f})")]
@@ -139,6 +152,7 @@ def speed_rows(quick: bool) -> list[dict]:
             times.append(time.perf_counter() - start)
         rows.append(_row("phantom512_I0=1e4", f"region edit ms ({label})", 1000 * float(np.median(times)),
                          note="goal < 150 ms; median of 3, no retraining"))
+        speed["edit_ms_box" if "box" in label else "edit_ms_whole"] = 1000 * float(np.median(times))
     return rows
 
 
@@ -160,8 +174,10 @@ def sigma_rows(quick: bool) -> list[dict]:
     state = f2n.apply_model(f2n.fit(noisy, f2n.FitSettings()).model, noisy)
     edges, flat = edge_and_flat(reference)
     rows = []
+    RESULTS["sigma"] = sigma = {}
     for stage in range(len(state.base_sigmas)):
         for name, st in f2n.sigma_map_stats(state, stage, edges, flat).items():
+            sigma[f"stage{stage + 1}_{name}"] = st
             case = "phantom256_I0=1e4"
             rows.append(_row(case, f"stage {stage + 1} {name} coefficient of variation", st["cv"],
                              note=f"min {st['min']:.3g} max {st['max']:.3g}"))
@@ -171,19 +187,129 @@ def sigma_rows(quick: bool) -> list[dict]:
     return rows
 
 
+# the development phantom lambda was chosen on (kept out of the cases above)
+DEV_PHANTOM = {"size": 192, "pixel_mm": 1.3, "photons": 5e3, "seed": 7}
+DEV_LAMBDAS = (100.0, 175.0, 250.0, 325.0, 400.0)
+
+
+def lambda_rows(quick: bool) -> list[dict]:
+    """PSNR on the development phantom for each edge-loss weight (what chose lambda = 250)."""
+    if quick:
+        return []
+    d = DEV_PHANTOM
+    noisy, reference = simulate_low_dose(shepp_logan_hu(d["size"]), d["photons"], pixel_mm=d["pixel_mm"], seed=d["seed"])
+    rows = []
+    RESULTS["lambda"] = sweep = {}
+    for weight in DEV_LAMBDAS:
+        state = f2n.apply_model(f2n.fit(noisy, f2n.FitSettings(edge_weight=weight)).model, noisy)
+        p, _ = psnr_ssim(state.denoised_hu, reference)
+        sweep[f"{weight:g}"] = p
+        rows.append(_row("dev_phantom192_I0=5e3", f"PSNR dB [F2N lambda={weight:g}]", p, note="development phantom, seed 7"))
+    return rows
+
+
 def run(quick: bool = False) -> list[dict]:
     torch.set_num_threads(1)
-    return quality_rows(quick) + sigma_rows(quick) + speed_rows(quick)
+    RESULTS.clear()
+    RESULTS["quick"] = quick
+    return quality_rows(quick) + sigma_rows(quick) + speed_rows(quick) + lambda_rows(quick)
+
+
+# --- figures.json and the model card ------------------------------------------------------------
+
+METHODS = (("noisy input", "Noisy"), ("F2N (ours)", "F2N (ours)"), ("official F2N defaults", "Official defaults"),
+           ("bilateral oracle grid", "Bilateral oracle grid"), ("bilateral sigma-from-noise", "Bilateral from noise"),
+           ("BM3D sigma-est", "BM3D sigma-est"), ("ZS-N2N", "ZS-N2N"))
+TIMED = ("F2N (ours)", "official F2N defaults", "BM3D sigma-est", "ZS-N2N")
+CASE_NAMES = {"phantom256_I0=1e4": "Phantom 256², I0=1e4", "phantom256_I0=2.5e3": "Phantom 256², I0=2.5e3",
+              "CT_small128_I0=20000": "CT_small 128², I0=2e4", "CT_small128_I0=5000": "CT_small 128², I0=5e3"}
+
+
+def _cell(result: dict | None, timed: bool) -> str:
+    if result is None:
+        return "not run"
+    text = f"{result['psnr']:.2f} / {result['ssim']:.3f}"
+    return text + (f" ({result['seconds']:.1f} s)" if timed else "")
+
+
+def build_figures(seconds: float) -> dict:
+    r = RESULTS
+    quality = r["quality"]
+    columns = ["Case"] + [label if name != "ZS-N2N" else f"ZS-N2N ({r['zs_iterations']} it.)" for name, label in METHODS]
+    rows = [[CASE_NAMES.get(case, case)] + [_cell(scores.get(name), name in TIMED) for name, _ in METHODS]
+            for case, scores in quality.items()]
+    tables = [figs.table(
+        "quality", "PSNR (dB) / SSIM against the noiseless reconstruction (CPU seconds in brackets)", columns, rows,
+        note="Both images clipped to -1024..3071 HU (data range 4095 HU, which equals data range 1 on the official "
+             "code's scale). 'not run': the official code is measured only when F2N_OFFICIAL_DIR names its checkout.")]
+    gains = {case: {name: scores["F2N (ours)"]["psnr"] - scores[name]["psnr"] for name in scores if name != "F2N (ours)"}
+             for case, scores in quality.items()}
+    sigma = r["sigma"]
+    sig_rows = []
+    for key, st in sigma.items():
+        stage, name = key.split("_", 1)
+        sig_rows.append([stage.replace("stage", "stage "), name, st["cv"], st["edge_mean"], st["flat_mean"],
+                         st["edge_mean"] / st["flat_mean"], st["min"], st["max"]])
+    tables.append(figs.table(
+        "sigma_maps", "Sigma maps on the phantom at I0=1e4: variation and edge versus flat tissue",
+        ["Stage", "Map", "Coefficient of variation", "Edge mean", "Flat mean", "Edge / flat", "Min", "Max"], sig_rows,
+        note="Spatial sigmas in mm, range sigma in HU. Edges: the top 10% gradient of the reference inside the object; "
+             "flat: the bottom 40%, eroded away from edges."))
+    sp = r["speed"]
+    tables.append(figs.table(
+        "speed", "Speed on a 512x512 simulated phantom (0.5 mm, I0=1e4), one torch thread",
+        ["What", "Value", "Goal"],
+        [["train + apply (s)", sp["seconds_512"], "< 30 s"],
+         ["region edit, 128x128 box (ms, median of 3)", sp["edit_ms_box"], "< 150 ms"],
+         ["region edit, whole slice (ms, median of 3)", sp["edit_ms_whole"], ""]]))
+    if "lambda" in r:
+        tables.append(figs.table(
+            "lambda", "Edge-loss weight on the development phantom (192 px, 1.3 mm, I0=5e3, seed 7; not a bench case)",
+            ["lambda", "PSNR (dB)"], [[float(k), v] for k, v in r["lambda"].items()]))
+    oracle = {c: g["bilateral oracle grid"] for c, g in gains.items()}
+    above = [f"{v:+.2f}" for v in oracle.values() if v > 0]
+    below = [f"{CASE_NAMES.get(c, c)} ({v:+.2f} dB)" for c, v in oracle.items() if v <= 0]
+    notes = [f"F2N is above the oracle-tuned bilateral filter on {len(above)} of {len(oracle)} cases "
+             f"({', '.join(above)} dB)" + (f"; below it on {', '.join(below)}." if below else ".")]
+    if any("official F2N defaults" in g for g in gains.values()):
+        official = {c: g["official F2N defaults"] for c, g in gains.items() if "official F2N defaults" in g}
+        notes.append("Against the official defaults: " + ", ".join(f"{CASE_NAMES.get(c, c)} {v:+.2f} dB" for c, v in official.items()) + ".")
+    cvs = [st["cv"] for st in sigma.values()]
+    ratios = [st["edge_mean"] / st["flat_mean"] for st in sigma.values()]
+    params = f2n.count_parameters(f2n.Filter2Noise())
+    data = {
+        "params": {"total": params, "per_stage": params // f2n.F2NConfig().stages},
+        "iterations": sp["iterations"],
+        "zs_iterations": r["zs_iterations"],
+        "quality": quality,
+        "gain_vs_oracle_db": oracle,
+        "sigma": {
+            "cv_min_pct": 100 * min(cvs), "cv_max_pct": 100 * max(cvs),
+            "edge_flat_min": min(ratios), "edge_flat_max": max(ratios),
+            **{f"{k}_{m}": v[m] for k, v in sigma.items() for m in ("edge_mean", "flat_mean", "cv")},
+        },
+        "speed": sp,
+        "lambda": r.get("lambda", {}),
+    }
+    prov = figs.provenance("python -m bench.filter2noise --write", seconds)
+    return figs.figures(TAB, prov, tables, notes, data)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--write", action="store_true", help="write figures.json and render MODEL_CARD.md (full run only)")
     args = parser.parse_args()
+    if args.write and args.quick:
+        parser.error("--write needs a full run (no --quick)")
+    start = time.perf_counter()
     for row in run(args.quick):
         ratio = "" if row["ratio"] is None else f" ratio={row['ratio']:.3f}"
         base_ = f" vs {row['baseline']}" if row["baseline"] else ""
         print(f"{row['case']:<22} {row['metric']:<45} {row['value']:10.3f}{base_}{ratio}  {row['note']}", flush=True)
+    if args.write:
+        path = figs.write(ASSETS, build_figures(time.perf_counter() - start))
+        print("wrote", path.relative_to(ASSETS.parent.parent), "and MODEL_CARD.md", flush=True)
 
 
 if __name__ == "__main__":

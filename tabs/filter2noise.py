@@ -4,65 +4,30 @@ scales and can be scaled inside a painted region without retraining."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
+from adapters.common.errors import BadInput
+from adapters.filter2noise import SPEC
 from studio import settings
-from studio.device import compute_device, device_label, gpu
-from studio.errors import BadInput
-from studio.loader import MODELS, ModelSpec
-from studio.registry import TabInfo
-from studio.ui import done_markdown, download_path, friendly, params_markdown, upload_path
+from studio.device import device_label
+from studio.loader import bundled_dir
+from studio.registry import tab_info
+from studio.shell import Shell
+from studio.ui import call_device, done_markdown, download_path, friendly, stopwatch, upload_path
 
-KEY = "filter2noise"
-ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / KEY
-
-
-def _load_bundled(directory: Path):
-    """Nothing pretrained: the bundled 'model' is the configuration every slice is trained from."""
-    from adapters.filter2noise import F2NConfig
-
-    return {"config": F2NConfig(), "init_state": None}
-
-
-SPEC = ModelSpec(key=KEY, load_bundled=_load_bundled)
-
-
-def _param_counts() -> tuple[int, int]:
-    from adapters.filter2noise import Filter2Noise, count_parameters
-
-    return count_parameters(Filter2Noise()), 0  # building ~7k parameters is cheaper than any file read
-
-
-INFO = TabInfo(
-    key=KEY,
-    title="CT denoising (Filter2Noise)",
-    paper="Filter2Noise: A Framework for Interpretable and Zero-Shot Low-Dose CT Image Denoising (2025)",
-    paper_url="https://arxiv.org/abs/2504.13519",
-    frozen_model="Explicit bilateral filter (0 parameters, fixed 11x11 kernel); nothing pretrained",
-    adapter="Attention sigma predictor (per stage) giving per-pixel sigma_x, sigma_y, sigma_range, trained on the slice itself",
-    description=(
-        "*Filter2Noise* denoises one low-dose CT slice with no training data. What is fixed is an "
-        "explicit bilateral filter (no parameters); the adapter is a tiny attention network that "
-        "predicts, for every pixel, the filter's spatial sigmas (mm) and range sigma (HU), trained in "
-        "seconds on the slice itself with a downsample-and-shuffle self-supervised loss. Because the "
-        "filter is explicit you can inspect its sigma maps, and smooth more or less inside a region "
-        "you paint, without retraining. Intensities are HU throughout (one fixed mapping), so "
-        "sigma_range is in HU on every image. Research demo: not for diagnosis."
-    ),
-    spec=SPEC,
-    param_counts=_param_counts,
-    api_names=("filter2noise_denoise", "filter2noise_edit", "filter2noise_reset", "filter2noise_window",
-               "filter2noise_measure", "filter2noise_baselines"),
-)
+INFO = tab_info(SPEC, api_names=("filter2noise_denoise", "filter2noise_edit", "filter2noise_reset",
+                                 "filter2noise_window", "filter2noise_measure", "filter2noise_baselines"))
+ASSET_DIR = bundled_dir(SPEC)
+SOFT = "Soft tissue (W400 / L40)"
+PARAMS_NOTE = "(trained per slice; nothing pretrained is frozen)."
 
 
 # --- pure helpers the handlers share ------------------------------------------------------------
 
 def _window(name, width, level):
-    from adapters.filter2noise_view import window_values
+    from adapters.filter2noise.viz import window_values
 
     try:
         return window_values(name, width, level)
@@ -72,8 +37,8 @@ def _window(name, width, level):
 
 def _views(session, window, width, level):
     """Slider pair, residual, sigma maps, editor background for one session."""
-    from adapters import filter2noise as f2n
-    from adapters.filter2noise_view import residual_image, sigma_figure, windowed
+    from adapters.filter2noise import config as f2n
+    from adapters.filter2noise.viz import residual_image, sigma_figure, windowed
 
     w, l = _window(window, width, level)
     noisy, denoised = windowed(session.noisy_hu, w, l), windowed(session.denoised_hu, w, l)
@@ -85,7 +50,7 @@ def _views(session, window, width, level):
 
 
 def _exports(session, keep_identifiers: bool) -> list[str]:
-    from adapters.filter2noise_io import save_dicom, save_npy, save_png16
+    from adapters.filter2noise.io import save_dicom, save_npy, save_png16
 
     edited = "" if np.all(session.state.multiplier == 1) else "_edited"
     files = [save_npy(session.denoised_hu, download_path(f"denoised{edited}_HU.npy")),
@@ -106,47 +71,34 @@ def _edit_summary(state) -> str:
     return f"Region edits in force (trained sigmas times): {factors}. **Reset edits** restores the trained result."
 
 
-# --- heavy compute ------------------------------------------------------------------------------
-
-def _duration(ct, settings_, on_step=None):
-    return int(min(120, 10 + settings_.iterations * ct.hu.size / 2.0e6))
-
-
-@gpu(duration=_duration)
-def _fit_on_device(ct, fit_settings, on_step=None):
-    from adapters.filter2noise_pipeline import fit_slice
-
-    device = compute_device()
-    loaded = MODELS.get(SPEC).value
-    state, losses = fit_slice(ct, fit_settings, on_step=on_step, device=device, init_state=loaded["init_state"])
-    if device.type == "cpu" and fit_settings.threads:  # training ran with this many threads (see FitSettings)
+def _device_text(device: str, fit_settings) -> str:
+    """Training on a CPU runs with `FitSettings.threads` threads whatever the process uses."""
+    if device.startswith("CPU") and fit_settings.threads:
         n = fit_settings.threads
-        return state, losses, f"CPU ({n} thread{'s' if n != 1 else ''})"
-    return state, losses, device_label(device)
+        return f"CPU ({n} thread{'s' if n != 1 else ''})"
+    return device
 
 
 # --- handlers (UI events and API endpoints) -----------------------------------------------------
 
 @friendly("Denoising")
-def denoise(file, reference_file=None, frame=None, window="Soft tissue (W400 / L40)", width=400, level=40,
-            iterations=None, edge_weight=250.0, keep_identifiers=False, progress=gr.Progress()):
-    from adapters.filter2noise_io import load_slice
-    from adapters.filter2noise_pipeline import DEFAULT_ITERATIONS, Session, check_reference, check_settings, metrics_markdown
+def run(file, reference_file=None, frame=None, window=SOFT, width=400, level=40,
+        iterations=None, edge_weight=250.0, keep_identifiers=False, progress=gr.Progress()):
+    """Validate here (web process), then one device call: train the sigma predictor on the slice."""
+    from adapters.filter2noise.config import DEFAULT_ITERATIONS, DenoiseRequest, check_settings
+    from adapters.filter2noise.inference import Session, check_reference, metrics_markdown
+    from adapters.filter2noise.io import load_slice
 
     _window(window, width, level)
     fit_settings = check_settings(DEFAULT_ITERATIONS if iterations in (None, "") else iterations, edge_weight)
     frame = None if frame in (None, "", -1) else int(frame)
     ct = load_slice(upload_path(file), frame)
     reference = check_reference(load_slice(upload_path(reference_file)) if reference_file else None, ct)
-    progress(0, desc="Training the sigma predictor on this slice")
-    start = time.perf_counter()
-
-    def on_step(i, n):
-        if i == 1 or i % 5 == 0 or i == n:
-            progress((i, n), desc="Training on this slice", unit="iterations")
-
-    state, losses, device = _fit_on_device(ct, fit_settings, on_step)
-    seconds = time.perf_counter() - start
+    request = DenoiseRequest(ct.hu, fit_settings)
+    with stopwatch() as elapsed:
+        out = call_device(INFO.key, "run", request, progress)
+    seconds = elapsed()
+    state, losses, device = out.result.state, list(out.result.losses), _device_text(out.device, fit_settings)
     session = Session(ct, state, reference, seconds, device, losses,
                       {"iterations": fit_settings.iterations, "edge_weight": fit_settings.edge_weight})
     pair, residual, figure, editor = _views(session, window, width, level)
@@ -164,7 +116,7 @@ def _require(session):
 
 
 def _rerendered(session, window, width, level, keep_identifiers, seconds, what):
-    from adapters.filter2noise_pipeline import metrics_markdown
+    from adapters.filter2noise.inference import metrics_markdown
 
     pair, residual, figure, editor = _views(session, window, width, level)
     status = done_markdown(seconds, device_label("cpu"), what)
@@ -173,21 +125,18 @@ def _rerendered(session, window, width, level, keep_identifiers, seconds, what):
 
 
 @friendly("The region edit")
-def edit_region(editor, box="", factor=1.5, window="Soft tissue (W400 / L40)", width=400, level=40,
+def edit_region(editor, box="", factor=1.5, window=SOFT, width=400, level=40,
                 keep_identifiers=False, session=None):
-    """Set the sigmas inside the region to the trained ones times ``factor``; no retraining."""
+    """Set the sigmas inside the region to the trained ones times ``factor``; no retraining, no
+    device call: the session's sigma maps are numpy arrays, re-filtered here in a small window."""
     import dataclasses
 
-    from adapters import filter2noise as f2n
-    from adapters.filter2noise_pipeline import pick_region
+    from adapters.filter2noise import modeling as f2n
+    from adapters.filter2noise.config import check_factor
+    from adapters.filter2noise.inference import pick_region
 
     session = _require(session)
-    try:
-        factor = float(factor)
-    except (TypeError, ValueError):
-        raise BadInput("The factor must be a number.") from None
-    if not 0.1 <= factor <= 10:
-        raise BadInput("The factor must be between 0.1 and 10.")
+    factor = check_factor(factor)
     region = pick_region(editor, box, session.state.multiplier.shape)
     start = time.perf_counter()
     state = f2n.set_region_factor(session.state, region, factor)
@@ -199,10 +148,10 @@ def edit_region(editor, box="", factor=1.5, window="Soft tissue (W400 / L40)", w
 
 
 @friendly("Resetting the edits")
-def reset_region(window="Soft tissue (W400 / L40)", width=400, level=40, keep_identifiers=False, session=None):
+def reset_region(window=SOFT, width=400, level=40, keep_identifiers=False, session=None):
     import dataclasses
 
-    from adapters import filter2noise as f2n
+    from adapters.filter2noise import modeling as f2n
 
     session = _require(session)
     start = time.perf_counter()
@@ -212,7 +161,7 @@ def reset_region(window="Soft tissue (W400 / L40)", width=400, level=40, keep_id
 
 
 @friendly("Changing the window")
-def rewindow(window="Soft tissue (W400 / L40)", width=400, level=40, session=None):
+def rewindow(window=SOFT, width=400, level=40, session=None):
     if session is None:  # an example or a control changed before any run: nothing to redraw yet
         return gr.skip(), gr.skip(), gr.skip()
     pair, residual, _, editor = _views(session, window, width, level)
@@ -221,7 +170,7 @@ def rewindow(window="Soft tissue (W400 / L40)", width=400, level=40, session=Non
 
 @friendly("Measuring the region")
 def measure_region(editor, box="", session=None):
-    from adapters.filter2noise_pipeline import pick_region, region_markdown, region_stats
+    from adapters.filter2noise.inference import pick_region, region_markdown, region_stats
 
     session = _require(session)
     region = pick_region(editor, box, session.state.multiplier.shape)
@@ -229,15 +178,16 @@ def measure_region(editor, box="", session=None):
 
 
 @friendly("The baselines")
-def baselines(window="Soft tissue (W400 / L40)", width=400, level=40, session=None, progress=gr.Progress()):
-    from adapters.filter2noise_pipeline import run_baselines
-    from adapters.filter2noise_view import windowed
+def baselines(window=SOFT, width=400, level=40, session=None, progress=gr.Progress()):
+    """One device call with the slice (and reference) as plain arrays; captions are made here."""
+    from adapters.filter2noise.inference import baseline_captions, baselines_request
+    from adapters.filter2noise.viz import windowed
 
     session = _require(session)
     w, l = _window(window, width, level)
-    progress(0, desc="Running the baselines")
     start = time.perf_counter()
-    results = run_baselines(session, on_step=lambda i, n: progress((i, n), desc="ZS-N2N", unit="iterations") if i % 10 == 0 else None)
+    out = call_device(INFO.key, "baselines", baselines_request(session), progress)
+    results = baseline_captions(session, out.result)
     gallery = [(windowed(image, w, l), caption) for _, image, caption in results]
     table = "\n".join(f"- {caption}" for _, _, caption in results)
     return gallery, table + "\n\n" + done_markdown(time.perf_counter() - start, device_label("cpu"))
@@ -245,33 +195,36 @@ def baselines(window="Soft tissue (W400 / L40)", width=400, level=40, session=No
 
 # --- layout -------------------------------------------------------------------------------------
 
-def _examples() -> list[list]:
-    soft = "Soft tissue (W400 / L40)"
-    rows = [[str(ASSET_DIR / "CT_small_I0_5e3.dcm"), str(ASSET_DIR / "CT_small_reference.npy"), soft]]
-    for dose in ("1e4", "2.5e3"):
-        rows.append([str(ASSET_DIR / f"phantom_I0_{dose}.npy"), str(ASSET_DIR / "phantom_reference.npy"), soft])
-    rows.append([str(ASSET_DIR / "CT_small.dcm"), None, soft])
-    return rows
+def _row(file, reference=None, window=SOFT) -> list:
+    """One row of ``run``'s inputs, in its parameter order, the rest at their defaults."""
+    return [file, reference, None, window, 400, 40, 100, 250.0, False]
 
 
-def _measured_markdown() -> str:
-    """The bench section of the model card, shown as is (numbers measured, never typed in here)."""
-    try:
-        text = (ASSET_DIR / "MODEL_CARD.md").read_text()
-    except OSError:
-        return "The model card is missing."
-    start = text.find("## Measured")
-    end = text.find("\n## ", start + 1)
-    return text[start:end if end > 0 else None].strip() if start >= 0 else "No measured figures yet."
+# examples: the first is what the browser test clicks (the tab shows file, reference and window)
+EXAMPLES = [_row(str(ASSET_DIR / "CT_small_I0_5e3.dcm"), str(ASSET_DIR / "CT_small_reference.npy"))]
+EXAMPLES += [_row(str(ASSET_DIR / f"phantom_I0_{dose}.npy"), str(ASSET_DIR / "phantom_reference.npy"))
+             for dose in ("1e4", "2.5e3")]
+EXAMPLES += [_row(str(ASSET_DIR / "CT_small.dcm"))]
+EXAMPLE_COLUMNS = (0, 1, 3)  # file, reference, window
+
+_CT = str(ASSET_DIR / "CT_small_I0_5e3.dcm")
+BAD_INPUTS = [
+    (_row(str(ASSET_DIR / "MODEL_CARD.template.md")), "not a file the CT tab can read"),
+    (_row(None), "No file was given"),
+    (_row(_CT, str(ASSET_DIR / "phantom_reference.npy")), "they must match pixel for pixel"),
+    (_row(_CT)[:6] + [5000, 250.0, False], "Iterations must be between 1 and 2000"),
+    (_row(_CT)[:6] + [100, 9000.0, False], "The edge loss weight must be between 0 and 5000"),
+    (_row(_CT, None, "Custom")[:4] + [0, 40, 100, 250.0, False], "A custom window needs a positive width"),
+]
 
 
 def build() -> None:
-    from adapters.filter2noise_pipeline import DEFAULT_ITERATIONS, MAX_ITERATIONS
-    from adapters.filter2noise_view import CUSTOM, WINDOWS
+    from adapters.filter2noise.config import DEFAULT_ITERATIONS, MAX_ITERATIONS
+    from adapters.filter2noise.viz import CUSTOM, WINDOWS
 
+    shell = Shell(INFO)
     session = gr.State(None)
-    gr.Markdown(params_markdown(*_param_counts()) + " (trained per slice; nothing pretrained is frozen).",
-                elem_classes="studio-params")
+    params = shell.header(PARAMS_NOTE)
     with gr.Row():
         with gr.Column(scale=1):
             file = gr.File(label="CT slice: DICOM, 16-bit PNG/TIFF (HU+1024), or .npy in HU",
@@ -287,8 +240,8 @@ def build() -> None:
                 iterations = gr.Slider(10, MAX_ITERATIONS, DEFAULT_ITERATIONS, step=10, label="Training iterations")
                 edge_weight = gr.Slider(0, 1500, 250, step=10, label="Edge loss weight (lambda)")
                 keep_ids = gr.Checkbox(False, label="Keep patient identifiers in the DICOM output (off: de-identified)")
-            run = gr.Button("Denoise", variant="primary", elem_id="filter2noise-run")
-            status = gr.Markdown(elem_id="filter2noise-status", elem_classes="studio-status")
+            run_btn = shell.run_button("Denoise")
+            status = shell.status()
         with gr.Column(scale=2):
             slider = gr.ImageSlider(label="Noisy | Filter2Noise (drag)", format=settings.IMAGE_FORMAT, type="numpy")
             with gr.Row():
@@ -317,22 +270,21 @@ def build() -> None:
         base_btn = gr.Button("Run baselines: OpenCV bilateral, BM3D, ZS-N2N", elem_id="filter2noise-baselines")
         base_gallery = gr.Gallery(label="Baselines, same window", columns=3, format=settings.IMAGE_FORMAT, height="auto")
         base_table = gr.Markdown()
-    with gr.Accordion("How it scores: bench figures from the model card", open=False):
-        gr.Markdown(_measured_markdown())
-    gr.Examples(_examples(), inputs=[file, reference, window], elem_id="filter2noise-examples",
-                label="Examples: CT_small at simulated low dose (5,000 photons), Shepp-Logan phantom at 10,000 and 2,500 "
-                      "photons, each with its noiseless reference; CT_small as shipped (a clean slice, no reference)")
+    shell.figures("How it scores: measured figures")
+    inputs = [file, reference, frame, window, width, level, iterations, edge_weight, keep_ids]
+    shell.examples([[row[i] for i in EXAMPLE_COLUMNS] for row in EXAMPLES], [inputs[i] for i in EXAMPLE_COLUMNS],
+                   label="Examples: CT_small at simulated low dose (5,000 photons), Shepp-Logan phantom at 10,000 and 2,500 "
+                         "photons, each with its noiseless reference; CT_small as shipped (a clean slice, no reference)")
 
-    heavy = dict(concurrency_id=settings.HEAVY, concurrency_limit=settings.HEAVY_CONCURRENCY)
     main_outputs = [slider, residual, sigmas, editor, metrics, edits, downloads, status, session]
-    run.click(denoise, [file, reference, frame, window, width, level, iterations, edge_weight, keep_ids],
-              main_outputs, api_name="filter2noise_denoise", **heavy)
-    apply_btn.click(edit_region, [editor, box, factor, window, width, level, keep_ids, session], main_outputs,
-                    api_name="filter2noise_edit")
-    reset_btn.click(reset_region, [window, width, level, keep_ids, session], main_outputs, api_name="filter2noise_reset")
+    shell.on_run(run_btn, run, inputs, main_outputs, params=params, params_note=PARAMS_NOTE)
+    shell.light(apply_btn.click, edit_region, [editor, box, factor, window, width, level, keep_ids, session], main_outputs,
+                api_name="filter2noise_edit")
+    shell.light(reset_btn.click, reset_region, [window, width, level, keep_ids, session], main_outputs,
+                api_name="filter2noise_reset")
     for control in (window, width, level):
         control.change(rewindow, [window, width, level, session], [slider, residual, editor], api_name=False
                        if control is not window else "filter2noise_window", show_progress="hidden")
-    measure_btn.click(measure_region, [editor, box, session], region_table, api_name="filter2noise_measure")
-    base_btn.click(baselines, [window, width, level, session], [base_gallery, base_table],
-                   api_name="filter2noise_baselines", **heavy)
+    shell.light(measure_btn.click, measure_region, [editor, box, session], region_table, api_name="filter2noise_measure")
+    shell.heavy(base_btn.click, baselines, [window, width, level, session], [base_gallery, base_table],
+                api_name="filter2noise_baselines")

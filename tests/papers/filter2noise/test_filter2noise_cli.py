@@ -1,13 +1,11 @@
 """The series command line: a folder of DICOM slices in, de-identified denoised slices out."""
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pydicom
 
-from adapters import filter2noise_cli as cli
-from adapters.filter2noise_io import load_slice, pydicom_test_file
+from adapters.filter2noise import cli
+from adapters.filter2noise.io import load_slice, pydicom_test_file
 
 
 def test_cli_denoises_a_folder_as_one_series(tmp_path, capsys):

@@ -1,4 +1,11 @@
-"""The CT tab's work without any UI: fit a slice, measure it, parse regions, run baselines."""
+"""The CT tab's work without any UI: fit a slice, measure it, parse regions, run baselines.
+
+Device entries (plain data in and out, see `adapters.filter2noise.config`): `run` trains the sigma
+predictor on one slice and returns its `FilterState` (numpy sigma maps and stage outputs, so the
+region edits re-render without the predictor, in the web process); `baselines` runs OpenCV's
+bilateral filter, BM3D and ZS-N2N on the slice. Everything else here is light and runs where it is
+called: checks, region parsing, metrics and their Markdown.
+"""
 from __future__ import annotations
 
 import time
@@ -6,13 +13,61 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from adapters import filter2noise as f2n
-from adapters.filter2noise_io import CTSlice
-from studio.errors import BadInput
+from adapters.common.contract import Progress
+from adapters.common.errors import BadInput
+from adapters.filter2noise import modeling as f2n
+from adapters.filter2noise.config import (  # noqa: F401  (re-exported for the tab)
+    DEFAULT_ITERATIONS,
+    MAX_ITERATIONS,
+    BaselinesRequest,
+    DenoiseRequest,
+    check_settings,
+)
+from adapters.filter2noise.io import CTSlice
 
 METRIC_RANGE_HU = (-1024.0, 3071.0)
-DEFAULT_ITERATIONS = 100
-MAX_ITERATIONS = 2000
+
+
+@dataclass(frozen=True)
+class DenoiseResult:
+    state: f2n.FilterState
+    losses: tuple[float, ...]
+    iterations: int
+
+
+@dataclass(frozen=True)
+class BaselineImage:
+    name: str
+    hu: np.ndarray
+    seconds: float
+
+
+@dataclass(frozen=True)
+class BaselinesResult:
+    images: tuple[BaselineImage, ...]
+
+
+def gpu_seconds(entry: str, request) -> int:
+    """ZeroGPU time to reserve: training scales with iterations and slice size."""
+    if entry == "run":
+        return int(min(120, 10 + request.settings.iterations * request.hu.size / 2.0e6))
+    return int(min(300, 30 + request.zs_iterations * request.noisy_hu.size / 3.0e5))
+
+
+def run(bundle, request: DenoiseRequest, *, device="cpu", progress: Progress = None) -> DenoiseResult:
+    """Train a fresh sigma predictor on the slice (the paper's self-supervised loss) and apply it."""
+    settings = request.settings
+
+    def on_step(i, n):
+        if progress is not None and (i == 1 or i % 5 == 0 or i == n):
+            progress(i / n, f"Training on this slice: iteration {i} of {n}")
+
+    if progress is not None:
+        progress(0.0, "Training the sigma predictor on this slice")
+    result = f2n.fit(request.hu, settings, config=bundle.config, init_state=bundle.init_state, on_step=on_step,
+                     device=device)
+    state = f2n.apply_model(result.model, request.hu, device=device)
+    return DenoiseResult(state, tuple(float(v) for v in result.losses), int(settings.iterations))
 
 
 @dataclass
@@ -36,19 +91,6 @@ class Session:
         return self.state.denoised_hu
 
 
-def check_settings(iterations, edge_weight) -> f2n.FitSettings:
-    try:
-        iterations = int(iterations)
-        edge_weight = float(edge_weight)
-    except (TypeError, ValueError):
-        raise BadInput("Iterations and the loss weight must be numbers.") from None
-    if not 1 <= iterations <= MAX_ITERATIONS:
-        raise BadInput(f"Iterations must be between 1 and {MAX_ITERATIONS}.")
-    if not np.isfinite(edge_weight) or not 0 <= edge_weight <= 5000:
-        raise BadInput("The edge loss weight must be between 0 and 5000.")
-    return f2n.FitSettings(iterations=iterations, edge_weight=edge_weight)
-
-
 def check_reference(reference: CTSlice | None, noisy: CTSlice) -> np.ndarray | None:
     if reference is None:
         return None
@@ -58,13 +100,8 @@ def check_reference(reference: CTSlice | None, noisy: CTSlice) -> np.ndarray | N
     return reference.hu
 
 
-def fit_slice(ct: CTSlice, settings: f2n.FitSettings, on_step=None, device="cpu", init_state=None) -> tuple[f2n.FilterState, list[float]]:
-    result = f2n.fit(ct.hu, settings, init_state=init_state, on_step=on_step, device=device)
-    return f2n.apply_model(result.model, ct.hu, device=device), result.losses
-
-
 def reference_metrics(result_hu: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
-    from adapters.filter2noise_sim import psnr_ssim
+    from adapters.filter2noise.data import psnr_ssim
 
     return psnr_ssim(result_hu, reference, METRIC_RANGE_HU)
 
@@ -155,32 +192,54 @@ def region_markdown(stats: dict) -> str:
     return "\n".join(lines)
 
 
-def run_baselines(session: Session, zs_iterations: int = 200, on_step=None) -> list[tuple[str, np.ndarray, str]]:
-    """(name, HU image, caption) for each baseline, timed, with PSNR/SSIM when a reference exists."""
-    from adapters import filter2noise_baselines as base
+def baselines(bundle, request: BaselinesRequest, *, device="cpu", progress: Progress = None) -> BaselinesResult:
+    """Device entry: each baseline on the slice, timed (they run on the CPU as before)."""
+    from adapters.filter2noise import baselines as base
 
-    noisy = session.noisy_hu
-    results = []
+    noisy, reference = request.noisy_hu, request.reference_hu
+    images = []
 
     def add(name, fn):
         start = time.perf_counter()
         image, params = fn()
-        seconds = time.perf_counter() - start
-        caption = f"{name}: {seconds:.1f} s"
-        if session.reference is not None:
-            p, s = reference_metrics(image, session.reference)
-            caption += f", PSNR {p:.2f} dB, SSIM {s:.4f}"
-        results.append((name, image, caption))
+        images.append(BaselineImage(name, np.asarray(image, np.float32), time.perf_counter() - start))
 
+    def zs_step(i, n):
+        if progress is not None and i % 10 == 0:
+            progress(i / n, f"ZS-N2N: iteration {i} of {n}")
+
+    if progress is not None:
+        progress(0.0, "Running the baselines")
     add("OpenCV bilateral (sigma from estimated noise)", lambda: base.bilateral_from_noise(noisy))
-    if session.reference is not None:
+    if reference is not None:
         add("OpenCV bilateral, grid-searched against the reference (upper bound)",
-            lambda: base.oracle_bilateral(noisy, session.reference, lambda a, r: reference_metrics(a, r)[0]))
+            lambda: base.oracle_bilateral(noisy, reference, lambda a, r: reference_metrics(a, r)[0]))
     add("BM3D (noise estimated)", lambda: base.bm3d_estimated(noisy))
-    add(f"ZS-N2N ({zs_iterations} iterations)", lambda: base.zs_n2n(noisy, zs_iterations, on_step=on_step))
+    add(f"ZS-N2N ({request.zs_iterations} iterations)", lambda: base.zs_n2n(noisy, request.zs_iterations, on_step=zs_step))
+    return BaselinesResult(tuple(images))
+
+
+def baselines_request(session: Session, zs_iterations: int = 200) -> BaselinesRequest:
+    return BaselinesRequest(np.asarray(session.noisy_hu, np.float32), session.reference, int(zs_iterations))
+
+
+def baseline_captions(session: Session, result: BaselinesResult) -> list[tuple[str, np.ndarray, str]]:
+    """(name, HU image, caption) for Filter2Noise and each baseline, with PSNR/SSIM when a reference exists."""
+    results = []
+    for item in result.images:
+        caption = f"{item.name}: {item.seconds:.1f} s"
+        if session.reference is not None:
+            p, s = reference_metrics(item.hu, session.reference)
+            caption += f", PSNR {p:.2f} dB, SSIM {s:.4f}"
+        results.append((item.name, item.hu, caption))
     p_ours = ""
     if session.reference is not None:
         p, s = reference_metrics(session.denoised_hu, session.reference)
         p_ours = f", PSNR {p:.2f} dB, SSIM {s:.4f}"
     results.insert(0, ("Filter2Noise", session.denoised_hu, f"Filter2Noise (this run): {session.seconds:.1f} s{p_ours}"))
     return results
+
+
+def run_baselines(session: Session, zs_iterations: int = 200, progress: Progress = None) -> list[tuple[str, np.ndarray, str]]:
+    """The baselines in this process (tests, scripts): `baselines` then `baseline_captions`."""
+    return baseline_captions(session, baselines(None, baselines_request(session, zs_iterations), progress=progress))

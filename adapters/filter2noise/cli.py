@@ -1,6 +1,6 @@
 """Denoise a folder of DICOM CT slices (a series) with Filter2Noise, one slice at a time.
 
-    python -m adapters.filter2noise_cli IN_DIR OUT_DIR [--iterations 100] [--edge-weight 250]
+    python -m adapters.filter2noise.cli IN_DIR OUT_DIR [--iterations 100] [--edge-weight 250]
                                         [--keep-identifiers] [--threads 1]
 
 Each slice is trained on itself (zero-shot). Outputs are named slice_0001.dcm, ... in the order
@@ -15,9 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from adapters import filter2noise as f2n
-from adapters.filter2noise_io import UIDMapper, load_slice, save_dicom
-from studio.errors import BadInput
+from adapters.common.errors import BadInput
+from adapters.filter2noise import modeling as f2n
+from adapters.filter2noise.io import UIDMapper, load_slice, save_dicom
 
 
 def _is_dicom(path: Path) -> bool:

@@ -10,7 +10,7 @@
   5,000 photons per ray (its 0.66 mm pixels), written as a de-identified DICOM with CT_small's
   geometry and rescale, and its noiseless reconstruction as reference.
 
-    python -m training.make_filter2noise_examples
+    python -m training.filter2noise.make_examples
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import shutil
 
 import numpy as np
 
-from adapters.filter2noise_io import UIDMapper, load_slice, pydicom_test_file, save_dicom
-from adapters.filter2noise_sim import shepp_logan_hu, simulate_low_dose
+from adapters.filter2noise.data import shepp_logan_hu, simulate_low_dose
+from adapters.filter2noise.io import UIDMapper, load_slice, pydicom_test_file, save_dicom
 from studio.loader import ASSETS
 
 OUT = ASSETS / "filter2noise"

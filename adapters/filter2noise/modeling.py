@@ -33,12 +33,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-HU_OFFSET = 1024.0
-HU_RANGE = 4095.0  # (HU + 1024) / 4095 maps [-1024, 3071] HU onto [0, 1]
-RADIUS = 5  # fixed kernel radius in pixels: an 11x11 window
-SIGMA_XY_MAX = 3.0  # pixels; the predictor's bound (edits may go beyond, the kernel is truncated)
-SIGMA_R_MAX_HU = 400.0  # HU; the predictor's bound
-PATCH = 8
+from adapters.filter2noise.config import (  # noqa: F401  (re-exported: the filter's constants)
+    HU_OFFSET,
+    HU_RANGE,
+    PATCH,
+    RADIUS,
+    SIGMA_R_MAX_HU,
+    SIGMA_XY_MAX,
+    F2NConfig,
+    FitSettings,
+)
 
 
 def hu_to_unit(hu):
@@ -119,21 +123,6 @@ def bilateral(x: torch.Tensor, sigma_x, sigma_y, sigma_r, radius: int = RADIUS) 
 
 
 # --- the adapter: an attention sigma predictor per stage ----------------------------------------
-
-@dataclass(frozen=True)
-class F2NConfig:
-    stages: int = 2
-    patch: int = PATCH
-    width: int = 16
-    radius: int = RADIUS
-    sigma_xy_max: float = SIGMA_XY_MAX
-    sigma_r_max_hu: float = SIGMA_R_MAX_HU
-    # token scaling: patch pixels relative to their mean, in units of ~50 HU
-    token_scale_hu: float = 50.0
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
 
 class SigmaPredictor(nn.Module):
     """Per-patch (sigma_x, sigma_y, sigma_range) from patch tokens with local and global context."""
@@ -278,19 +267,6 @@ def estimate_noise_hu(hu: np.ndarray) -> float:
 
 
 @dataclass
-class FitSettings:
-    iterations: int = 100
-    edge_weight: float = 250.0  # chosen on a development phantom kept out of the bench (see MODEL_CARD)
-    lr: float = 3e-3
-    weight_decay: float = 0.01
-    crop: int = 64  # training crops (even; smaller is faster and scored as well here); whole slice if smaller
-    seed: int = 0
-    # CPU threads while training: the ops act on 64x64 crops, too small to gain from intra-op
-    # threads; measured here 0.33 s/iteration with 1 thread against 1.54 s with 2 (None: leave as is)
-    threads: int | None = 1
-
-
-@dataclass
 class FitResult:
     model: Filter2Noise
     losses: list[float] = field(default_factory=list)
@@ -358,20 +334,20 @@ def _fit(noisy_hu, s: FitSettings, config, init_state, on_step, device) -> FitRe
 
 # --- applying a trained model, and editing its sigma maps afterwards ----------------------------
 
-@dataclass
+@dataclass(frozen=True)
 class FilterState:
     """Everything needed to re-render a denoised slice from its sigma maps, without the predictor.
 
-    Arrays are float32 numpy so the state can live in a per-session `gr.State` and cross process
-    boundaries. ``base_sigmas[s]`` is (3, H, W): sigma_x, sigma_y in pixels, sigma_r in unit
-    intensities; ``multiplier`` (H, W) scales all three in every stage; ``stage_outputs[s]`` is the
-    output of stage s under the current multiplier.
+    Plain data (float32 numpy arrays in tuples, a frozen dataclass) so the state can live in a
+    per-session `gr.State` and cross the device boundary. ``base_sigmas[s]`` is (3, H, W):
+    sigma_x, sigma_y in pixels, sigma_r in unit intensities; ``multiplier`` (H, W) scales all three
+    in every stage; ``stage_outputs[s]`` is the output of stage s under the current multiplier.
     """
 
     noisy_unit: np.ndarray
-    base_sigmas: list[np.ndarray]
+    base_sigmas: tuple[np.ndarray, ...]
     multiplier: np.ndarray
-    stage_outputs: list[np.ndarray]
+    stage_outputs: tuple[np.ndarray, ...]
     radius: int = RADIUS
 
     @property
@@ -402,7 +378,7 @@ def apply_model(model: Filter2Noise, noisy_hu: np.ndarray, device="cpu") -> Filt
         sigmas.append(s[0].float().cpu().numpy())
         outputs.append(x[0, 0].float().cpu().numpy())
     noisy_unit = hu_to_unit(np.asarray(noisy_hu, np.float32)).astype(np.float32)
-    return FilterState(noisy_unit, sigmas, np.ones(noisy_unit.shape, np.float32), outputs, model.config.radius)
+    return FilterState(noisy_unit, tuple(sigmas), np.ones(noisy_unit.shape, np.float32), tuple(outputs), model.config.radius)
 
 
 def _t(a: np.ndarray) -> torch.Tensor:
@@ -459,7 +435,7 @@ def reset_edits(state: FilterState) -> FilterState:
 
 def _rerender(state: FilterState, multiplier: np.ndarray) -> FilterState:
     changed = multiplier != state.multiplier
-    new = FilterState(state.noisy_unit, state.base_sigmas, multiplier, [o.copy() for o in state.stage_outputs], state.radius)
+    new = FilterState(state.noisy_unit, state.base_sigmas, multiplier, tuple(o.copy() for o in state.stage_outputs), state.radius)
     box = _bbox(changed)
     if box is None:
         return new

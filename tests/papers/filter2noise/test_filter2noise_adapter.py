@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from adapters import filter2noise as f2n
-from adapters.filter2noise_sim import psnr_ssim, shepp_logan_hu, simulate_low_dose
+from adapters.filter2noise import modeling as f2n
+from adapters.filter2noise.data import psnr_ssim, shepp_logan_hu, simulate_low_dose
 
 
 def direct_bilateral(x, sx, sy, sr, radius):

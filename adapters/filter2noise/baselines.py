@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from adapters.filter2noise import HU_RANGE, estimate_noise_hu, hu_to_unit, pair_downsample, unit_to_hu
+from adapters.filter2noise.modeling import HU_RANGE, estimate_noise_hu, hu_to_unit, pair_downsample, unit_to_hu
 
 
 def opencv_bilateral(hu: np.ndarray, sigma_space_px: float, sigma_range_hu: float, radius: int | None = None) -> np.ndarray:

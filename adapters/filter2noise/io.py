@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from studio.errors import BadInput
+from adapters.common.errors import BadInput
 
 MIN_SIDE = 16
 MAX_SIDE = 2048

@@ -5,8 +5,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from adapters import filter2noise_io as io
-from studio.errors import BadInput
+from adapters.common.errors import BadInput
+from adapters.filter2noise import io
 
 CT_SMALL = io.pydicom_test_file("CT_small.dcm")
 

@@ -5,12 +5,12 @@ import numpy as np
 import pydicom
 import pytest
 
-from adapters.filter2noise import estimate_noise_hu
-from adapters.filter2noise_io import load_slice
-from adapters.filter2noise_pipeline import pick_region, region_from_editor
-from studio.errors import BadInput
+from adapters.common.errors import BadInput
+from adapters.filter2noise.inference import pick_region, region_from_editor
+from adapters.filter2noise.io import load_slice
+from adapters.filter2noise.modeling import estimate_noise_hu
 
-ASSETS = __import__("pathlib").Path(__file__).resolve().parent.parent / "assets" / "filter2noise"
+ASSETS = __import__("pathlib").Path(__file__).resolve().parents[3] / "assets" / "filter2noise"
 WINDOW = "Soft tissue (W400 / L40)"
 
 
@@ -80,7 +80,7 @@ def test_api_denoise_edit_reset_and_bad_input(studio_client, tmp_path):
 
 
 def test_sigma_colours_are_fixed_not_stretched_per_image():
-    from adapters.filter2noise_view import colormap
+    from adapters.filter2noise.viz import colormap
 
     narrow = np.array([[1.0, 1.02]])
     wide = np.array([[1.0, 3.0]])
@@ -90,9 +90,9 @@ def test_sigma_colours_are_fixed_not_stretched_per_image():
 
 
 def test_baselines_run_and_are_scored_against_the_reference():
-    from adapters import filter2noise as f2n
-    from adapters.filter2noise_io import CTSlice
-    from adapters.filter2noise_pipeline import Session, run_baselines
+    from adapters.filter2noise import modeling as f2n
+    from adapters.filter2noise.inference import Session, run_baselines
+    from adapters.filter2noise.io import CTSlice
 
     rng = np.random.default_rng(0)
     reference = np.zeros((48, 48), np.float32)
@@ -102,7 +102,7 @@ def test_baselines_run_and_are_scored_against_the_reference():
     results = run_baselines(Session(CTSlice(noisy), state, reference, 1.0), zs_iterations=3)
     names = [name for name, _, _ in results]
     assert names[0] == "Filter2Noise" and any("BM3D" in n for n in names) and any("upper bound" in n for n in names)
-    for name, image, caption in results:
+    for _name, image, caption in results:
         assert image.shape == noisy.shape and "PSNR" in caption
     oracle = next(image for name, image, _ in results if "upper bound" in name)
     assert np.sqrt(np.mean((oracle - reference) ** 2)) < 0.8 * np.sqrt(np.mean((noisy - reference) ** 2))
