@@ -1,34 +1,24 @@
-"""The frozen language model and tokenizer behind the Kangaroo tab, from either source.
+"""The frozen language model, its tokenizer codec and the exit adapters behind the Kangaroo tab.
 
-- bundled: a small Llama trained by `training/train_kangaroo.py` on the standard library, stored
+- bundled: a small Llama trained by `training/kangaroo/train.py` on the standard library, stored
   as fp16 safetensors plus a `tokenizers` BPE (`assets/kangaroo/`).
-- hub / local: any transformers Llama-family causal LM by id or directory, with its own tokenizer
-  and a `kangaroo_adapter.safetensors` trained by the same script.
+- hub / local: any transformers Llama-family causal LM by id or directory (part ``frozen``), with
+  its own tokenizer, and a `kangaroo_adapter.safetensors` trained by the same script (part
+  ``adapter``; none is published, so the hub source needs `STUDIO_HUB_KANGAROO_ADAPTER`).
 """
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from adapters.kangaroo import KangarooAdapter, load_adapters
-from studio.errors import BadInput
+from adapters.common.errors import BadInput
+from adapters.common.weights import count_safetensors_params, read_bundled, resolve_file
+from adapters.kangaroo.config import BUNDLED_CONFIG, DEFAULT_EXIT
+from adapters.kangaroo.modeling import KangarooAdapter, load_adapters
+from adapters.speculative.engine import context_length
 
-BUNDLED_CONFIG = dict(
-    vocab_size=4096,
-    hidden_size=128,
-    intermediate_size=384,
-    num_hidden_layers=12,
-    num_attention_heads=4,
-    num_key_value_heads=4,
-    max_position_embeddings=1024,
-    rope_theta=10000.0,
-    tie_word_embeddings=True,
-    rms_norm_eps=1e-5,
-)
 ADAPTER_FILE = "kangaroo_adapter.safetensors"
 END_OF_TEXT = "<|endoftext|>"
 
@@ -91,11 +81,18 @@ class KangarooBundle:
     codec: TextCodec
     adapters: dict[int, KangarooAdapter]
     name: str
-    card: dict = field(default_factory=dict)  # measured figures shown in the tab, if any
 
     @property
     def num_layers(self) -> int:
         return len(self.model.model.layers)
+
+    @property
+    def context_length(self) -> int:
+        return context_length(self.model)
+
+    @property
+    def default_exit(self) -> int:
+        return default_exit(self.adapters)
 
     def adapter(self, exit_layer: int) -> KangarooAdapter:
         if exit_layer not in self.adapters:
@@ -109,6 +106,32 @@ class KangarooBundle:
     def adapter_params(self, exit_layer: int | None = None) -> int:
         chosen = [self.adapters[exit_layer]] if exit_layer is not None else self.adapters.values()
         return sum(p.numel() for a in chosen for p in a.parameters())
+
+    def param_counts(self) -> tuple[int, int]:
+        """(adapter of the default exit layer, frozen model): each exit layer has its own adapter."""
+        return self.adapter_params(self.default_exit), self.frozen_params()
+
+
+def default_exit(exits) -> int:
+    exits = sorted(exits)
+    return DEFAULT_EXIT if DEFAULT_EXIT in exits else exits[0]
+
+
+def adapter_exits(path: Path) -> list[int]:
+    """The exit layers an adapter file holds, from its header."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata() or {}
+    return [int(x) for x in meta.get("exits", "").split(",") if x]
+
+
+def header_param_counts(directory: Path) -> tuple[int, int]:
+    """`KangarooBundle.param_counts` of the bundled files, from their headers alone."""
+    directory = Path(directory)
+    k = default_exit(adapter_exits(directory / ADAPTER_FILE))
+    return (count_safetensors_params(directory / ADAPTER_FILE, prefixes=(f"exit{k}.",)),
+            count_safetensors_params(directory / "model.safetensors"))
 
 
 def bundled_llama(dtype: torch.dtype = torch.float32):
@@ -127,8 +150,6 @@ def freeze(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def load_bundled(directory: Path) -> KangarooBundle:
-    from studio.loader import read_bundled
-
     directory = Path(directory)
     tensors, config = read_bundled(directory, name="model")
     model = bundled_llama()
@@ -136,20 +157,18 @@ def load_bundled(directory: Path) -> KangarooBundle:
     model.tie_weights()
     freeze(model)
     adapters = load_adapters(directory / ADAPTER_FILE, model)
-    card_path = directory / "figures.json"
-    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-    return KangarooBundle(freeze(model), bundled_codec(directory / "tokenizer.json"), adapters, "bundled stdlib Llama", card)
+    return KangarooBundle(freeze(model), bundled_codec(directory / "tokenizer.json"), adapters, "bundled stdlib Llama")
 
 
-def load_hub(repo_or_dir: str) -> KangarooBundle:
-    """Any Llama-family checkpoint by id or directory; the adapter file is looked up in
-    `STUDIO_KANGAROO_ADAPTER_REPO` when set, else next to the model."""
+def load_hub(parts: dict[str, str]) -> KangarooBundle:
+    """Any Llama-family checkpoint (``parts["frozen"]``: a hub id or a directory in hub layout) with
+    the Kangaroo adapter file of ``parts["adapter"]``. The adapter file is found first, so a
+    missing one costs no model download."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from studio.loader import resolve_file
-
-    model = AutoModelForCausalLM.from_pretrained(repo_or_dir, dtype=torch.float32, attn_implementation="sdpa")
-    tokenizer = AutoTokenizer.from_pretrained(repo_or_dir)
-    adapter_repo = os.environ.get("STUDIO_KANGAROO_ADAPTER_REPO") or repo_or_dir
-    adapters = load_adapters(Path(resolve_file(adapter_repo, ADAPTER_FILE)), freeze(model))
-    return KangarooBundle(model, hf_codec(tokenizer), adapters, str(repo_or_dir))
+    frozen, adapter_repo = parts["frozen"], parts["adapter"]
+    adapter_path = Path(resolve_file(adapter_repo, ADAPTER_FILE))
+    model = AutoModelForCausalLM.from_pretrained(frozen, dtype=torch.float32, attn_implementation="sdpa")
+    tokenizer = AutoTokenizer.from_pretrained(frozen)
+    adapters = load_adapters(adapter_path, freeze(model))
+    return KangarooBundle(model, hf_codec(tokenizer), adapters, str(frozen))

@@ -11,9 +11,18 @@ import itertools
 import pytest
 import torch
 
-from adapters.kangaroo import (KangarooAdapter, LayerRunner, adapter_logits, adapter_training_step, greedy_decode, kangaroo_decode,
-                               load_adapters, save_adapters, shallow_hidden_states, top1_agreement)
-from studio.errors import BadInput
+from adapters.common.errors import BadInput
+from adapters.kangaroo.modeling import (
+    KangarooAdapter,
+    adapter_logits,
+    adapter_training_step,
+    kangaroo_decode,
+    load_adapters,
+    save_adapters,
+    shallow_hidden_states,
+    top1_agreement,
+)
+from adapters.speculative.engine import LayerRunner, greedy_decode
 
 VOCAB = 61
 
@@ -85,7 +94,8 @@ def test_untrained_adapter_is_the_bare_early_exit(model):
 def test_fused_layers_and_adapter_compute_what_the_modules_compute(model, trained):
     """The runner's few-call layer and adapter forwards (used by greedy and Kangaroo alike) against
     the transformers modules themselves, over a cached prefix, a multi-token step and a single one."""
-    from adapters.kangaroo import FusedAdapter, KangarooCache
+    from adapters.kangaroo.modeling import FusedAdapter
+    from adapters.speculative.engine import KVCache as KangarooCache
 
     ids = random_batch(torch.Generator().manual_seed(5), 1, 12)
     fused, plain = LayerRunner(model, 16), LayerRunner(model, 16)
@@ -209,7 +219,7 @@ def test_adapter_file_round_trip(model, trained, tmp_path):
         for (name, a), (_, b) in zip(trained[k].state_dict().items(), loaded[k].state_dict().items()):
             assert torch.equal(a, b), name
     (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017  (whatever safetensors raises for a non-file)
         load_adapters(tmp_path / "bad.safetensors", model)
 
 
@@ -231,3 +241,22 @@ def test_bad_settings_give_plain_messages(model, trained, kwargs, message):
 def test_adapter_for_a_layer_the_model_lacks_is_refused(model):
     with pytest.raises(BadInput, match="between 1 and 5"):
         KangarooAdapter(model, 6)
+
+
+def test_the_engine_takes_other_drafters_and_stays_lossless(model):
+    """The shared engine with a drafter that shares no layer (k=0: it sees only the embeddings, as a
+    separate draft model would) still gives plain greedy's tokens; verification runs every layer."""
+    from adapters.speculative.engine import Drafter, speculative_decode
+
+    class EmbeddingDrafter(Drafter):
+        shared_layers = 0
+
+        def extend(self, shallow, position):
+            return self.runner.norm(shallow)
+
+    for prompt in prompts(4, seed=21):
+        reference = greedy_decode(model, prompt, 16).tokens
+        out = speculative_decode(model, EmbeddingDrafter(), prompt, 16, threshold=0.0, gamma=3)
+        assert out.tokens == reference and out.drafted > 0
+        rejected = out.drafted - out.accepted
+        assert out.layer_evals_per_token == pytest.approx((len(out.tokens) + rejected) * 6 / len(out.tokens))

@@ -1,11 +1,17 @@
 """Reproduce the Kangaroo tab's bundled weights: tokenizer, base language model, adapters.
 
-    python -m training.train_kangaroo all --seed 0          # everything into assets/kangaroo/
-    python -m training.train_kangaroo tokenizer|base|adapter|figures --seed 0
-    python -m training.train_kangaroo adapter --base <hub id or dir> --out <dir>   # hub model
+    python -m training.kangaroo.train all --seed 0          # everything into assets/kangaroo/
+    python -m training.kangaroo.train tokenizer|base|adapter|figures --seed 0
+    python -m training.kangaroo.train adapter --base <hub id or dir> --out <dir>   # hub model
+
+It writes assets/kangaroo/tokenizer.json, model.safetensors (+ model.json) and
+kangaroo_adapter.safetensors, and records what only training can measure (CPU times, held-out
+loss, the adapters' top-1 agreement) in assets/kangaroo/training_log.json, which the bench cites.
+The `figures` stage runs `python -m bench.kangaroo --write`, the one writer of figures.json and
+MODEL_CARD.md.
 
 The base model is a small Llama trained on the Python standard library (see
-`adapters/kangaroo_corpus.py`); the adapters (one per exit layer) are then trained with the base
+`adapters/kangaroo/data.py`); the adapters (one per exit layer) are then trained with the base
 model frozen, to match its next-token distribution. Base training is resumable: checkpoints go to
 `training/checkpoints/kangaroo/` and a rerun continues from the last one. Every stage runs on one
 CPU thread (the machine is shared) and reports its CPU time.
@@ -24,12 +30,13 @@ os.environ.setdefault("RAYON_NUM_THREADS", "1")  # tokenizers' thread pool
 import torch
 import torch.nn.functional as F
 
-from adapters import kangaroo_corpus as corpus
-from adapters.kangaroo import KangarooAdapter, adapter_training_step, load_adapters, save_adapters, top1_agreement
-from adapters.kangaroo_model import (ADAPTER_FILE, BUNDLED_CONFIG, END_OF_TEXT, bundled_codec, bundled_llama,
-                                     freeze, load_bundled)
+from adapters.common.weights import read_bundled, save_bundled
+from adapters.kangaroo import data as corpus
+from adapters.kangaroo.config import BUNDLED_CONFIG
+from adapters.kangaroo.loading import ADAPTER_FILE, END_OF_TEXT, bundled_codec, bundled_llama, freeze
+from adapters.kangaroo.modeling import KangarooAdapter, adapter_training_step, load_adapters, save_adapters, top1_agreement
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ASSET_DIR = REPO / "assets" / "kangaroo"
 CHECKPOINTS = REPO / "training" / "checkpoints" / "kangaroo"
 DEFAULT_EXITS = (1, 2, 3, 4)
@@ -129,8 +136,6 @@ def train_base(seed: int, steps: int, batch: int, length: int, lr: float, log_ev
     model.eval()
     # What ships is the fp16 copy: round now so every later figure describes the shipped model.
     tensors = {k: v.half() for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    from studio.loader import save_bundled
-
     save_bundled(ASSET_DIR, tensors, {"llama_config": BUNDLED_CONFIG, "dtype": "float16"}, name="model")
     rounded = load_bundled_model_only()
     return {"base_cpu_s": round(cpu_used, 1), "base_steps": steps, "base_batch": batch, "base_seq_len": length,
@@ -140,8 +145,6 @@ def train_base(seed: int, steps: int, batch: int, length: int, lr: float, log_ev
 
 
 def load_bundled_model_only():
-    from studio.loader import read_bundled
-
     tensors, _ = read_bundled(ASSET_DIR, name="model")
     model = bundled_llama()
     model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
@@ -230,101 +233,12 @@ def train_hub_adapters(base: str, out: Path, exits, seed: int, steps: int, batch
 
 # --- figures and model card ------------------------------------------------------------------
 
-def write_figures(log: dict, quick: bool = False) -> dict:
-    """Run the bench on the bundled weights and write figures.json and MODEL_CARD.md from the
-    training log and the measured rows (no figure in the card is typed by hand)."""
-    from bench.kangaroo import run, speedup_table
+def write_figures(quick: bool = False) -> None:
+    """Run the bench on the bundled weights; it writes figures.json and renders MODEL_CARD.md from
+    MODEL_CARD.template.md and the training log (no figure in the card is typed by hand)."""
+    from bench.kangaroo import main as bench_main
 
-    rows = run(quick=quick, threads=1)
-    figures = {"agreement": log.get("agreement", {}), "bench_rows": rows, "speed_table": speedup_table(rows),
-               "bench_quick": quick}
-    (ASSET_DIR / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
-    (ASSET_DIR / "MODEL_CARD.md").write_text(model_card(log, figures))
-    return figures
-
-
-def model_card(log: dict, figures: dict) -> str:
-    cfg = BUNDLED_CONFIG
-    agreement = "\n".join(
-        f"| {k} | {row['adapter_top1']:.1%} | {row['bare_exit_top1']:.1%} |"
-        for k, row in sorted(figures["agreement"].items(), key=lambda kv: int(kv[0])))
-    baseline = next((r for r in figures["bench_rows"] if r["case"] == "baseline check"), None)
-    threaded = next((r for r in figures["bench_rows"] if "threads" in r["case"]), None)
-    speedups = [r for r in figures["bench_rows"] if r["metric"] == "wall-clock speedup" and "threads" not in r["case"]]
-    best = max(speedups, key=lambda r: r["value"])
-    passes = {r["case"]: r["value"] for r in figures["bench_rows"] if r["metric"] == "tokens per verification pass"}
-    target_line = (f"The best measured wall-clock speedup, {best['value']:.2f}x ({best['case']}, "
-                   f"{passes.get(best['case'], 0):.2f} tokens per verification pass), "
-                   + ("stays below the 1.5x the issue aims for." if best["value"] < 1.5 else "meets the 1.5x the issue aims for."))
-    threaded_line = (f"With {threaded['case'].split(', ')[1]} the best setting ({threaded['case'].split(',')[0]}) measured "
-                     f"{threaded['value']:.2f}x ({threaded['note'].split(': ')[1]})." if threaded else "")
-    baseline_line = (f"Our plain greedy decoding takes {baseline['value']:.2f} ms per token; transformers' own "
-                     f"`generate` ({baseline['note'].split(': ')[1]}) gives a ratio of {baseline['ratio']:.2f}."
-                     if baseline else "")
-    continued = "".join(
-        f"\n- Then, after the `adapter` stage, continued (`python -m training.train_kangaroo adapter-more --exits {','.join(map(str, c['exits']))} "
-        f"--adapter-steps {c['steps']} --adapter-lr {c['lr']}`): exit(s) {', '.join(map(str, c['exits']))} for {c['steps']} more "
-        f"steps on batches {c['first_batch'] + 1}-{c['first_batch'] + c['steps']} (fresh AdamW, warm-up and cosine "
-        f"decay from lr {c['lr']}), {c['cpu_s']} CPU s."
-        for c in log.get("adapter_continued", []))
-    return f"""# Kangaroo bundled model: a small Llama on the Python standard library, plus exit adapters
-
-## What it is
-- **Frozen model**: `LlamaForCausalLM`, {cfg['num_hidden_layers']} layers, hidden size {cfg['hidden_size']},
-  {cfg['num_attention_heads']} heads, MLP {cfg['intermediate_size']}, vocabulary {cfg['vocab_size']} (tied embeddings),
-  stored as float16 safetensors (`model.safetensors`) and run in float32.
-- **Tokenizer**: byte-level BPE trained with the `tokenizers` package on the training files (`tokenizer.json`).
-- **Adapters** (`kangaroo_adapter.safetensors`), one per exit layer k in {log.get('exits')}: RMSNorm, one
-  self-attention layer of the model's own class (residual), RMSNorm, then the model's frozen LM head. They are
-  initialised as the bare early exit (zero output projection) and trained to match the full model's next-token
-  distribution (soft-label cross-entropy) with the base model frozen.
-
-## Data
-The standard library of the Python that runs the script (here CPython 3.11.7; `sysconfig.get_paths()["stdlib"]`),
-`*.py` files outside `site-packages`, `test`/`tests`, `idle_test`, `encodings`, `pydoc_data`. Files are split by a
-hash of their path: {log.get('train_tokens', 0):,} training tokens, {log.get('heldout_tokens', 0):,} held-out tokens
-(5% of files). Other Python versions ship other files, so the weights reproduce exactly only on 3.11.7.
-
-## Training (one CPU thread, on a machine shared with other jobs)
-- Tokenizer: {log.get('tokenizer_cpu_s')} CPU s.
-- Base model: {log.get('base_steps')} steps of {log.get('base_batch')} x {log.get('base_seq_len')} tokens
-  ({log.get('base_tokens_seen', 0):,} tokens seen), AdamW lr {log.get('base_lr')} with warm-up and cosine decay,
-  {log.get('base_cpu_s')} CPU s ({log.get('base_cpu_s', 0) / 60:.1f} CPU min). Held-out loss
-  {log.get('heldout_loss')} nats/token (float16 weights).
-- Adapters: {log.get('adapter_steps')} steps of {log.get('adapter_batch')} x {log.get('adapter_seq_len')} tokens, all exits
-  on the same batches (all positions as attention context, the loss on {log.get('adapter_scored_positions')} random
-  positions per sequence), AdamW lr {log.get('adapter_lr')}, {log.get('adapter_cpu_s')} CPU s.{continued}
-{log.get('schedule_note', '')}
-
-Rerun the whole pipeline under one schedule: `python -m training.train_kangaroo all --seed {log.get('seed', 0)}` (stages:
-`tokenizer`, `base`, `adapter`, `figures`; base training resumes from `training/checkpoints/kangaroo/`). That gives
-weights of the same recipe, not bit-identical to these (see the note on the schedule).
-
-## Measured: draft top-1 agreement with the full model (held-out text, teacher forcing)
-| exit layer k | with adapter | bare exit (layers 1..k + final norm + head) |
-|---|---|---|
-{agreement}
-
-## Measured: decoding speed (`python -m bench.kangaroo`, one thread, same run)
-{figures['speed_table']}
-
-{baseline_line} {threaded_line}
-Speedup is the summed wall time of plain greedy decoding with a KV cache (our own loop over the same layers) divided
-by that of Kangaroo, both on the same held-out prompts in the same run, best of {1 if figures.get('bench_quick') else 3}
-runs each. "identical" is the share of prompts whose Kangaroo output equals greedy token for token.
-Both decoders run the frozen layers through one runner (`adapters/kangaroo.py`, `LayerRunner`): each Llama layer
-and the adapter as a few fused torch calls (q/k/v and gate/up as one matmul each, RMSNorm as one call, the LM head
-stored transposed), the same arithmetic as the transformers modules. At this size a torch call costs about as much
-as its arithmetic, so this makes both decoders faster than transformers' `generate` (the ratio above), and it
-raises the bar Kangaroo is measured against: the draft (layer 1, the adapter's attention, the 4096-wide head) and
-the multi-token verification now cost more, relative to one full-model token, than with module calls.
-
-## Limits
-A 3M-parameter model trained for minutes writes plausible-looking but often wrong Python; it exists to show the
-adapter and the decoding at work, not to write code. Its own next-token distribution is flat (held-out loss about
-4 nats), so even a perfect draft would rarely be confident, and thresholds far below the paper's 0.6 work best here.
-{target_line} Batch size 1 and greedy decoding only.
-"""
+    bench_main(["--write"] + (["--quick"] if quick else []))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -384,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
     log["seed"] = args.seed
     if args.stage in ("figures", "all"):
         log_path.write_text(json.dumps(log, indent=2, sort_keys=True) + "\n")
-        write_figures(log, quick=args.quick)
+        write_figures(quick=args.quick)
     log_path.write_text(json.dumps(log, indent=2, sort_keys=True) + "\n")
     print(json.dumps(log, indent=2))
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from adapters.kangaroo import KangarooAdapter, greedy_decode, kangaroo_decode, save_adapters
-from adapters.kangaroo_model import ADAPTER_FILE, load_bundled, load_hub
-from studio.errors import BadInput
+from adapters.kangaroo.loading import ADAPTER_FILE, load_bundled, load_hub
+from adapters.kangaroo.modeling import KangarooAdapter, kangaroo_decode, save_adapters
+from adapters.speculative.engine import greedy_decode
 from studio.loader import ASSETS
 
 BUNDLED = ASSETS / "kangaroo"
@@ -50,7 +50,7 @@ def hub_dir(tmp_path_factory) -> Path:
 
 
 def test_hub_layout_loads_through_load_hub_and_decodes_losslessly(hub_dir):
-    bundle = load_hub(str(hub_dir))
+    bundle = load_hub({"frozen": str(hub_dir), "adapter": str(hub_dir)})
     assert sorted(bundle.adapters) == [1, 2] and bundle.num_layers == 4
     assert all(not p.requires_grad for p in bundle.model.parameters())
     assert bundle.adapters[2].self_attn.o_proj.weight.abs().sum() > 0  # trained weights, not the zero init
@@ -64,7 +64,7 @@ def test_hub_layout_loads_through_load_hub_and_decodes_losslessly(hub_dir):
 def test_hub_adapter_training_script_writes_a_loadable_file(hub_dir, tmp_path):
     import shutil
 
-    from training.train_kangaroo import train_hub_adapters
+    from training.kangaroo.train import train_hub_adapters
 
     target = tmp_path / "model"
     shutil.copytree(hub_dir, target)
@@ -72,7 +72,7 @@ def test_hub_adapter_training_script_writes_a_loadable_file(hub_dir, tmp_path):
     frozen_before = {n: p.clone() for n, p in load_hub_model(target).state_dict().items()}
     stats = train_hub_adapters(str(target), target, exits=(1, 3), seed=0, steps=2, batch=2, length=32, lr=1e-3)
     assert stats["adapter_steps"] == 2
-    bundle = load_hub(str(target))
+    bundle = load_hub({"frozen": str(target), "adapter": str(target)})
     assert sorted(bundle.adapters) == [1, 3]
     for name, tensor in bundle.model.state_dict().items():
         assert torch.equal(tensor, frozen_before[name]), name
@@ -91,7 +91,7 @@ def test_missing_adapter_file_is_reported(hub_dir, tmp_path):
     shutil.copytree(hub_dir, target)
     (target / ADAPTER_FILE).unlink()
     with pytest.raises(FileNotFoundError, match=ADAPTER_FILE):
-        load_hub(str(target))
+        load_hub({"frozen": str(target), "adapter": str(target)})
 
 
 # --- bundled weights ---------------------------------------------------------------------------
@@ -99,7 +99,7 @@ def test_missing_adapter_file_is_reported(hub_dir, tmp_path):
 @pytest.fixture(scope="module")
 def bundle():
     if not (BUNDLED / "model.safetensors").is_file():
-        pytest.fail("bundled Kangaroo weights are missing: python -m training.train_kangaroo all --seed 0")
+        pytest.fail("bundled Kangaroo weights are missing: python -m training.kangaroo.train all --seed 0")
     return load_bundled(BUNDLED)
 
 
@@ -108,14 +108,14 @@ def test_bundled_files_are_small_and_described(bundle):
         assert (BUNDLED / name).stat().st_size < 8_000_000, name
     card = (BUNDLED / "MODEL_CARD.md").read_text()
     figures = json.loads((BUNDLED / "figures.json").read_text())
-    for k, row in figures["agreement"].items():
+    for k, row in figures["data"]["agreement"].items():
         assert f"{row['adapter_top1']:.1%}" in card, k
-    assert "python -m training.train_kangaroo" in card
+    assert "python -m training.kangaroo.train" in card
 
 
 def test_bundled_adapter_beats_bare_exit_on_heldout_code(bundle):
-    from adapters.kangaroo import top1_agreement
-    from adapters.kangaroo_corpus import heldout_prompts
+    from adapters.kangaroo.data import heldout_prompts
+    from adapters.kangaroo.modeling import top1_agreement
 
     text = "".join(heldout_prompts(12, seed=5))
     ids = torch.tensor([bundle.codec.encode(text)[:256]])
@@ -127,7 +127,7 @@ def test_bundled_adapter_beats_bare_exit_on_heldout_code(bundle):
 
 def test_bundled_kangaroo_matches_greedy_and_accepts_drafts(bundle):
     """float32 here: a mismatch is only tolerated where the greedy choice was a genuine near-tie."""
-    from adapters.kangaroo_corpus import heldout_prompts
+    from adapters.kangaroo.data import heldout_prompts
 
     accepted = drafted = 0
     for prompt in heldout_prompts(4, seed=7):
@@ -156,7 +156,7 @@ def test_tab_handler_outputs_and_bad_inputs(bundle):
 
     from tabs import kangaroo as tab
 
-    adapter_html, bare_html, stats, status, path = tab.kangaroo_generate(tab.EXAMPLES[0][0], 24, 2, 0.2, 4, progress=lambda *a, **k: None)
+    adapter_html, bare_html, stats, status, path = tab.run(tab.EXAMPLES[0][0], 24, 2, 0.2, 4, progress=lambda *a, **k: None)
     assert "Done in" in status and "identical to greedy" in status
     assert stats.count("|") > 20 and "acceptance rate" in stats
     result = json.loads(Path(path).read_text())
@@ -176,7 +176,10 @@ def test_tab_handler_outputs_and_bad_inputs(bundle):
         (("def f():", 8, 2, 0.5, 0), "gamma"),
     ]:
         with pytest.raises(gr.Error, match=message):
-            tab.kangaroo_generate(*args, progress=lambda *a, **k: None)
+            tab.run(*args, progress=lambda *a, **k: None)
+    for row, words in tab.BAD_INPUTS:  # the shared contract's rows too (2.5 is refused, not rounded)
+        with pytest.raises(gr.Error, match=re.escape(words)):
+            tab.run(*row, progress=lambda *a, **k: None)
 
 
 @pytest.mark.e2e

@@ -1,0 +1,87 @@
+"""The bundled model's architecture, the per-request settings (`Request`) and their limits, which
+the tab's sliders read. No torch import: the web process validates here before any device work."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from adapters.common.errors import BadInput
+
+# The bundled Llama (saved as `llama_config` in assets/kangaroo/model.json next to its weights).
+BUNDLED_CONFIG = dict(
+    vocab_size=4096,
+    hidden_size=128,
+    intermediate_size=384,
+    num_hidden_layers=12,
+    num_attention_heads=4,
+    num_key_value_heads=4,
+    max_position_embeddings=1024,
+    rope_theta=10000.0,
+    tie_word_embeddings=True,
+    rms_norm_eps=1e-5,
+)
+
+# Limits of one request (the sliders' ranges) and the tab's defaults.
+MAX_PROMPT_CHARS = 2000
+MAX_PROMPT_TOKENS = 160
+MAX_NEW_TOKENS = 128
+MAX_GAMMA = 12
+EXIT_SLIDER_MAX = 4  # the bundled model has adapters for exit layers 1..4
+DEFAULT_EXIT = 1
+DEFAULT_MAX_NEW_TOKENS = 64
+DEFAULT_THRESHOLD = 0.05
+DEFAULT_GAMMA = 3
+
+
+@dataclass(frozen=True)
+class Request:
+    """One validated request: Kangaroo with the adapter, Kangaroo with the bare exit and plain greedy
+    decoding, all from the same prompt token ids."""
+
+    prompt_ids: tuple[int, ...]
+    max_new_tokens: int
+    exit_layer: int
+    threshold: float
+    gamma: int
+
+
+def _number(name: str, value) -> float:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise BadInput(f"Set a value for {name}.")
+    return value
+
+
+def _whole(value: float) -> bool:
+    return math.isfinite(value) and int(value) == value
+
+
+def make_request(prompt, max_new_tokens, exit_layer, threshold, gamma, *, encode: Callable[[str], list[int]],
+                 exits: Iterable[int], context: int) -> Request:
+    """Validate the tab's inputs against the loaded model (its tokenizer, the exit layers it has
+    adapters for, its context length) and build the `Request`; `BadInput` says what is wrong."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise BadInput("The prompt is empty: type the start of some Python code or pick an example.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise BadInput(f"The prompt is {len(prompt):,} characters long; this demo takes at most {MAX_PROMPT_CHARS:,}.")
+    for name, value in (("max new tokens", max_new_tokens), ("exit layer", exit_layer), ("gamma", gamma), ("threshold", threshold)):
+        _number(name, value)
+    if not _whole(max_new_tokens) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
+        raise BadInput(f"Max new tokens must be a whole number from 1 to {MAX_NEW_TOKENS}.")
+    if not _whole(gamma) or not 1 <= gamma <= MAX_GAMMA:
+        raise BadInput(f"gamma (the most draft tokens per round) must be a whole number from 1 to {MAX_GAMMA}.")
+    if not 0.0 <= threshold <= 1.0:
+        raise BadInput("The confidence threshold must lie between 0 and 1.")
+    exits = sorted(exits)
+    if not _whole(exit_layer) or int(exit_layer) not in exits:  # 2.5 is refused, never rounded
+        shown = int(exit_layer) if _whole(exit_layer) else exit_layer
+        choices = ", ".join(str(k) for k in exits)
+        raise BadInput(f"No adapter was trained for exit layer {shown}; choose one of {choices}.")
+    ids = encode(prompt)
+    if len(ids) > MAX_PROMPT_TOKENS:
+        raise BadInput(f"The prompt is {len(ids)} tokens long; this demo takes at most {MAX_PROMPT_TOKENS}. Shorten it.")
+    max_new = int(max_new_tokens)
+    if len(ids) + max_new > context:
+        raise BadInput(f"The prompt ({len(ids)} tokens) plus {max_new} new tokens exceeds the model's "
+                       f"{context}-token context; shorten the prompt or ask for fewer tokens.")
+    return Request(tuple(int(i) for i in ids), max_new, int(exit_layer), float(threshold), int(gamma))
