@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training import train_i2v
+from training.i2v import train as train_i2v
 
 
 class Interrupted(RuntimeError):
@@ -18,7 +18,7 @@ def run_vae_stage(monkeypatch, root, crash_after=None):
     monkeypatch.setattr(train_i2v, "STEPS", dict(train_i2v.STEPS, vae=4))
     monkeypatch.setattr(train_i2v, "BATCH", dict(train_i2v.BATCH, vae=8))
     monkeypatch.setattr(train_i2v, "CHECKPOINT_EVERY_S", 0)  # save after every step
-    from adapters.i2v_data import clip_batch as real
+    from adapters.i2v.data import clip_batch as real
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adapters import i2v_data
-from adapters.i2v_io import check_settings, frame_strip, load_image, write_mp4
-from studio.errors import BadInput
+from adapters.common.errors import BadInput
+from adapters.i2v import data as i2v_data
+from adapters.i2v.io import check_settings, frame_strip, load_image, write_mp4
 
 
 def probe(path) -> str:

@@ -14,7 +14,8 @@ degraded (blur mixed in by a random mask) and noised to an intermediate step.
 
 Per-call settings (frame count, branch scale) travel in a `contextvars` context around the UNet call
 rather than on the shared model, so concurrent requests cannot change each other's settings.
-No gradio import.
+The training loss (`diffusion_loss`) lives here too, so the training script and the contract's
+one-step check use the very same code. No gradio import.
 """
 from __future__ import annotations
 
@@ -23,13 +24,15 @@ import math
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Mapping
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from studio.errors import BadInput
+from adapters.common.contract import Progress
+from adapters.common.errors import BadInput
 
 _CALL = contextvars.ContextVar("i2v_call", default=None)
 
@@ -295,11 +298,14 @@ def animate(
     seed: int = 0,
     adapter_on: bool = True,
     ip_adapter_image=None,
-    on_step: Callable[[int, int], None] | None = None,
+    progress: Progress = None,
+    progress_span: tuple[float, float] = (0.0, 1.0),
+    progress_text: str = "Denoising",
 ) -> I2VResult:
     """Animate `image` (1, 3, H, W in [0, 1]) with an AnimateDiffPipeline whose UNet carries I2V
     processors. `adapter_on=False` runs the very same sampler with the first-frame branch at zero:
-    the frozen model with the clean first frame and the prior, for a fair side-by-side."""
+    the frozen model with the clean first frame and the prior, for a fair side-by-side.
+    `progress(fraction, text)` hears after every step, the fraction within `progress_span`."""
     from diffusers import DDIMScheduler
 
     device = pipe.unet.device
@@ -330,8 +336,9 @@ def animate(
         # frame 0 is the encoded input at every step: only frames 1.. are denoised
         latents[:, :, 1:] = scheduler.step(eps[:, :, 1:], t, latents[:, :, 1:]).prev_sample
         latents[:, :, 0] = first
-        if on_step is not None:
-            on_step(i + 1, len(timesteps))
+        if progress is not None:
+            low, high = progress_span
+            progress(low + (high - low) * (i + 1) / len(timesteps), progress_text)
     video = pipe.decode_latents(latents)  # (1, 3, F, H, W) in [-1, 1]
     video = ((video[0].permute(1, 0, 2, 3).float() + 1) / 2).clamp(0, 1).cpu()
     return I2VResult(video=video, latents=latents.cpu(), timesteps=[int(t) for t in timesteps])
@@ -408,3 +415,52 @@ def to_official_state_dict(ours: Mapping[str, torch.Tensor]) -> dict[str, torch.
 
 def count_adapter_params(adapter: I2VAdapter) -> int:
     return sum(p.numel() for p in adapter.parameters())
+
+
+# --- the training loss (training/i2v/train.py and the contract's one-step check) -------------------
+
+def to_pixels(frames: np.ndarray) -> torch.Tensor:
+    """(B, F, H, W, 3) in [0, 1] -> (B*F, 3, H, W) in [-1, 1]."""
+    x = torch.from_numpy(frames).float()
+    return x.reshape(-1, *x.shape[-3:]).permute(0, 3, 1, 2) * 2 - 1
+
+
+@torch.no_grad()
+def encode_latents(vae, pixels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    dist = vae.encode(pixels).latent_dist
+    return (dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen)) * vae.config.scaling_factor
+
+
+def diffusion_loss(model_fn, latents: torch.Tensor, scheduler, gen: torch.Generator, keep_first: bool = False,
+                   frames: int = 1) -> torch.Tensor:
+    """Epsilon-prediction loss. With `keep_first`, frame 0 of every clip stays clean in the input
+    and is left out of the loss (the I2V-Adapter setting)."""
+    n = latents.shape[0] // frames
+    noise = torch.randn(latents.shape, generator=gen)
+    if keep_first:
+        # the first-frame branch matters where the noisy frames have lost the appearance: weight
+        # high noise levels more (t = T(1 - u^2): density rising towards T), as sampling from the
+        # Frame Similarity Prior starts there
+        u = torch.rand(n, generator=gen)
+        t = ((1 - u**2) * (scheduler.config.num_train_timesteps - 1)).round().long()
+    else:
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=gen)
+    noisy = scheduler.add_noise(latents, noise, t.repeat_interleave(frames))
+    if keep_first:
+        first = torch.arange(n) * frames
+        noisy[first] = latents[first]
+    pred = model_fn(noisy, t)
+    if keep_first:
+        keep = torch.ones(latents.shape[0], dtype=torch.bool)
+        keep[torch.arange(n) * frames] = False
+        return F.mse_loss(pred[keep], noise[keep])
+    return F.mse_loss(pred, noise)
+
+
+def video_to_unet(latents: torch.Tensor, frames: int) -> torch.Tensor:
+    """(B*F, C, h, w) -> (B, C, F, h, w) as UNetMotionModel takes it."""
+    return latents.reshape(-1, frames, *latents.shape[1:]).permute(0, 2, 1, 3, 4)
+
+
+def unet_to_frames(sample: torch.Tensor) -> torch.Tensor:
+    return sample.permute(0, 2, 1, 3, 4).reshape(-1, *sample.shape[1:2], *sample.shape[3:])

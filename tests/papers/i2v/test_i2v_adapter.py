@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
-from adapters import i2v
-from adapters.i2v_models import build_pipeline, tiny_random_components
-from studio.errors import BadInput
+from adapters.common.errors import BadInput
+from adapters.i2v import modeling as i2v
+from adapters.i2v.loading import build_pipeline
+from adapters.i2v.testing import tiny_random_components
 
 torch.set_num_threads(1)
 FRAMES = 4
@@ -185,13 +186,13 @@ def test_animate_keeps_frame_zero_clean(pipe):
     image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     steps = []
     result = i2v.animate(pipe, image, "red circle moving left", motion=i2v.motion_settings(0.6), num_frames=FRAMES,
-                         steps=4, guidance=2.0, seed=0, on_step=lambda i, n: steps.append((i, n)))
+                         steps=4, guidance=2.0, seed=0, progress=lambda fraction, text: steps.append(fraction))
     first = i2v.encode_first_frame(pipe, image)
     assert result.video.shape == (FRAMES, 3, 16, 16)
     assert torch.equal(result.latents[:, :, 0], first)
     expected_frame0 = ((pipe.vae.decode(first / pipe.vae.config.scaling_factor).sample[0] + 1) / 2).clamp(0, 1)
     torch.testing.assert_close(result.video[0], expected_frame0, atol=1e-5, rtol=1e-5)
-    assert steps[-1] == (len(result.timesteps), len(result.timesteps)) and len(result.timesteps) == 3  # 0.45+0.33 of 4
+    assert steps[-1] == 1.0 and len(steps) == len(result.timesteps) == 3  # 0.45+0.33 of 4
     # same seed, adapter off: same sampler, different frames 1.. (the branch matters), same frame 0
     off = i2v.animate(pipe, image, "red circle moving left", motion=i2v.motion_settings(0.6), num_frames=FRAMES,
                       steps=4, guidance=2.0, seed=0, adapter_on=False)

@@ -1,13 +1,13 @@
-"""The figures the model card, the bench and the tab print: measured on held-out sprite prompts with
-the model in use, adapter on vs off at the same seeds. No gradio import."""
+"""The figures the bench measures (and the model card and the tab print): measured on held-out
+sprite prompts with the model in use, adapter on vs off at the same seeds. No gradio import."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from adapters import i2v
-from adapters.i2v_data import (appearance_consistency, background_fidelity, flow_magnitudes, held_out_clips,
-                               motion_direction, psnr)
+from adapters.common.contract import Progress
+from adapters.i2v import modeling as i2v
+from adapters.i2v.data import appearance_consistency, background_fidelity, flow_magnitudes, held_out_clips, motion_direction, psnr
 
 MOTION_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -50,7 +50,7 @@ def _mean_rows(rows: list[dict]) -> dict:
 
 
 def evaluate(model, *, seeds=(0, 1), pair_strengths=(0.5, 1.0), motion_grid=MOTION_GRID, steps: int = 20,
-             guidance: float = 4.0, per_prompt: int = 1, on_step=None) -> dict:
+             guidance: float = 4.0, per_prompt: int = 1, progress: Progress = None) -> dict:
     """Adapter on/off on every held-out prompt (x seeds) at each of `pair_strengths` (m=1 is the
     official inference setting: sampling from the fully noised prior), then mean flow per m."""
     clips = held_out_clips(per_prompt=per_prompt, size=model.frame_size, frames=model.num_frames)
@@ -60,8 +60,8 @@ def evaluate(model, *, seeds=(0, 1), pair_strengths=(0.5, 1.0), motion_grid=MOTI
     def tick():
         nonlocal done
         done += 1
-        if on_step:
-            on_step(done, total)
+        if progress:
+            progress(done / total, f"{done} of {total} videos")
 
     pairs = []
     for m in pair_strengths:
@@ -93,40 +93,3 @@ def evaluate(model, *, seeds=(0, 1), pair_strengths=(0.5, 1.0), motion_grid=MOTI
         "settings": {"held_out_prompts": len(clips), "seeds": list(seeds), "steps": steps, "guidance": guidance,
                      "frames": model.num_frames, "size": model.frame_size},
     }
-
-
-def figures_markdown(figures: dict) -> str:
-    """The measured figures as Markdown tables (tab and model card)."""
-    if not figures:
-        return "_No measured figures for this model yet (run `python -m bench.i2v --write`)._"
-    s = figures["settings"]
-    lines = [
-        f"Measured on {s['held_out_prompts']} held-out sprite prompts x {len(s['seeds'])} seeds "
-        f"({s['steps']} steps, guidance {s['guidance']}, {s['frames']} frames of {s['size']}x{s['size']}); "
-        "adapter off = same sampler, prior and seed with the branch at 0.",
-        "",
-        "| motion strength | variant | shape consistency (IoU vs frame 0, higher better) | colour drift (lower better) "
-        "| background kept (PSNR vs frame 0, higher better) | direction matches caption | first-frame PSNR vs input |",
-        "|---|---|---|---|---|---|---|",
-    ]
-
-    def row(m: str, label: str, r: dict) -> str:
-        return (f"| {m} | {label} | {r['shape_iou']:.3f} | {r['colour_error']:.3f} | {r.get('background_psnr', float('nan')):.1f} dB | "
-                f"{100 * r['direction_ok']:.0f}% | {r['first_frame_psnr']:.1f} dB |")
-
-    for pair in figures["pairs"]:
-        for name, label in (("adapter_on", "**adapter on**"), ("adapter_off", "adapter off")):
-            lines.append(row(f"{pair['m']:g}", label, pair[name]))
-    if "text_only" in figures:
-        lines.append(row("-", "frozen text-to-video alone (no image)", figures["text_only"]))
-    lines += [
-        "",
-        "| motion strength m | " + " | ".join(f"{f['m']:g}" for f in figures["motion_sweep"]) + " |",
-        "|---|" + "---|" * len(figures["motion_sweep"]),
-        "| mean flow (px/frame) | " + " | ".join(f"{f['flow']:.3f}" for f in figures["motion_sweep"]) + " |",
-        "| shape consistency | " + " | ".join(f"{f['shape_iou']:.3f}" for f in figures["motion_sweep"]) + " |",
-        "| first-frame PSNR (dB) | " + " | ".join(f"{f['first_frame_psnr']:.1f}" for f in figures["motion_sweep"]) + " |",
-        "",
-        "Flow " + ("rises monotonically with m." if figures.get("flow_monotone") else "does **not** rise monotonically with m."),
-    ]
-    return "\n".join(lines)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 
 torch.set_num_threads(1)
 ASSETS = REPO / "assets" / "i2v"
@@ -31,7 +31,8 @@ def probe(path) -> str:
 
 
 def test_import_is_cheap_and_counts_come_from_headers():
-    code = "import sys, tabs.i2v as t; print(int('diffusers' in sys.modules), int('transformers' in sys.modules)); print(*t.param_counts())"
+    code = ("import sys, tabs.i2v as t; from studio.loader import param_counts; "
+            "print(int('diffusers' in sys.modules), int('transformers' in sys.modules)); print(*param_counts(t.INFO.paper))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[0] == "0 0"
     adapter, frozen = map(int, out[1].split())
@@ -44,14 +45,14 @@ def test_import_is_cheap_and_counts_come_from_headers():
 
 @pytest.fixture(scope="module")
 def model():
+    from adapters.i2v import SPEC
     from studio.loader import MODELS
-    from tabs.i2v import SPEC
 
     return MODELS.get(SPEC).value
 
 
 def test_handler_gives_playable_videos_strip_plot_and_status(model):
-    from tabs.i2v import animate_image
+    from tabs.i2v import run as animate_image
 
     video_on, video_off, strip, flows, files, status = animate_image(
         str(FIRST), EXAMPLES[0]["prompt"], EXAMPLES[0]["motion_strength"], 6, 8, 4.0, 0, "", progress=quiet_progress)
@@ -85,14 +86,14 @@ def test_handler_gives_playable_videos_strip_plot_and_status(model):
     ],
 )
 def test_bad_input_gives_clear_errors(model, image, prompt, m, frames, steps, message):
-    from tabs.i2v import animate_image
+    from tabs.i2v import run as animate_image
 
     with pytest.raises(gr.Error, match=message):
         animate_image(image, prompt, m, frames, steps, 4.0, 0, "", progress=quiet_progress)
 
 
 def test_empty_prompt_is_allowed(model):
-    from tabs.i2v import animate_image
+    from tabs.i2v import run as animate_image
 
     out = animate_image(str(FIRST), "", 0.5, 4, 4, 1.0, 3, "", progress=quiet_progress)
     assert "Done in" in out[-1]
@@ -104,8 +105,8 @@ def test_empty_prompt_is_allowed(model):
 def held_out_runs(model):
     """4 held-out prompts, adapter on/off at m=1 (the official setting: sampling from the fully
     noised prior, where the first-frame branch has the most to do), and over 5 motion strengths."""
-    from adapters.i2v_data import held_out_clips
-    from adapters.i2v_eval import measure_clip, measure_text_only
+    from adapters.i2v.data import held_out_clips
+    from adapters.i2v.metrics import measure_clip, measure_text_only
 
     clips = held_out_clips(per_prompt=1)[:4]
     pairs = {on: [measure_clip(model, c, m=1.0, seed=0, adapter_on=on, steps=20, guidance=4.0) for c in clips] for on in (True, False)}

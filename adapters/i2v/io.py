@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from studio.errors import BadInput
-from studio.imaging import read_rgb_image
+from adapters.common.errors import BadInput
+from adapters.common.imaging import read_rgb_image
+from adapters.i2v.config import LIMITS
 
 MIN_SIDE = 16
 MAX_SIDE = 8192
 MAX_PIXELS = 40_000_000
 MAX_PROMPT_CHARS = 300
-LIMITS = {"frames": (2, 16), "steps": (2, 50), "guidance": (1.0, 15.0), "seed": (0, 2**31 - 1)}
 
 
 @dataclass(frozen=True)

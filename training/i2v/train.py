@@ -1,7 +1,7 @@
 """Train the bundled image-to-video models from a seed, stage by stage, on synthetic sprite videos.
 
-    python -m training.train_i2v --seed 0            # every stage, resuming where it stopped
-    python -m training.train_i2v --stage motion      # one stage (earlier stages must be done)
+    python -m training.i2v.train --seed 0            # every stage, resuming where it stopped
+    python -m training.i2v.train --stage motion      # one stage (earlier stages must be done)
 
 Stages, each trained with everything before it frozen (as in AnimateDiff and I2V-Adapter):
   1. vae     tiny AutoencoderKL on single frames (32x32 -> 8x8x4)
@@ -27,12 +27,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from adapters.i2v_data import clip_batch
-from adapters.i2v_models import NUM_FRAMES, build_pipeline, encode_text, new_components, write_tokenizer
-from studio.loader import ASSETS
+from adapters.i2v.config import NUM_FRAMES
+from adapters.i2v.data import clip_batch
+from adapters.i2v.loading import encode_text, new_components, write_tokenizer
+from adapters.i2v.modeling import diffusion_loss, encode_latents, to_pixels, unet_to_frames, video_to_unet
 
-OUT = ASSETS / "i2v"
-CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints" / "i2v"
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / "assets" / "i2v"
+CHECKPOINTS = REPO / "training" / "checkpoints" / "i2v"
 STAGES = ("vae", "unet", "motion", "i2v")
 STEPS = {"vae": 1200, "unet": 1500, "motion": 2500, "i2v": 1200}
 BATCH = {"vae": 32, "unet": 32, "motion": 6, "i2v": 6}
@@ -55,20 +57,8 @@ def batch_rng(seed: int, stage: str, step: int) -> tuple[np.random.Generator, to
     return np.random.default_rng(key), gen
 
 
-def to_pixels(frames: np.ndarray) -> torch.Tensor:
-    """(B, F, H, W, 3) in [0, 1] -> (B*F, 3, H, W) in [-1, 1]."""
-    x = torch.from_numpy(frames).float()
-    return x.reshape(-1, *x.shape[-3:]).permute(0, 3, 1, 2) * 2 - 1
-
-
 def drop_captions(captions: list[str], rng: np.random.Generator) -> list[str]:
     return ["" if rng.random() < CAPTION_DROPOUT else c for c in captions]
-
-
-@torch.no_grad()
-def encode_latents(vae, pixels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    dist = vae.encode(pixels).latent_dist
-    return (dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen)) * vae.config.scaling_factor
 
 
 class Stage:
@@ -118,41 +108,6 @@ class Stage:
                 self.save()
                 last_save = time.time()
         self.save()
-
-
-def diffusion_loss(model_fn, latents: torch.Tensor, scheduler, gen: torch.Generator, keep_first: bool = False,
-                   frames: int = 1) -> torch.Tensor:
-    """Epsilon-prediction loss. With `keep_first`, frame 0 of every clip stays clean in the input
-    and is left out of the loss (the I2V-Adapter setting)."""
-    n = latents.shape[0] // frames
-    noise = torch.randn(latents.shape, generator=gen)
-    if keep_first:
-        # the first-frame branch matters where the noisy frames have lost the appearance: weight
-        # high noise levels more (t = T(1 - u^2): density rising towards T), as sampling from the
-        # Frame Similarity Prior starts there
-        u = torch.rand(n, generator=gen)
-        t = ((1 - u**2) * (scheduler.config.num_train_timesteps - 1)).round().long()
-    else:
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=gen)
-    noisy = scheduler.add_noise(latents, noise, t.repeat_interleave(frames))
-    if keep_first:
-        first = torch.arange(n) * frames
-        noisy[first] = latents[first]
-    pred = model_fn(noisy, t)
-    if keep_first:
-        keep = torch.ones(latents.shape[0], dtype=torch.bool)
-        keep[torch.arange(n) * frames] = False
-        return F.mse_loss(pred[keep], noise[keep])
-    return F.mse_loss(pred, noise)
-
-
-def video_to_unet(latents: torch.Tensor, frames: int) -> torch.Tensor:
-    """(B*F, C, h, w) -> (B, C, F, h, w) as UNetMotionModel takes it."""
-    return latents.reshape(-1, frames, *latents.shape[1:]).permute(0, 2, 1, 3, 4)
-
-
-def unet_to_frames(sample: torch.Tensor) -> torch.Tensor:
-    return sample.permute(0, 2, 1, 3, 4).reshape(-1, *sample.shape[1:2], *sample.shape[3:])
 
 
 def load_stage_weights(module: torch.nn.Module, stage: str) -> None:
@@ -261,7 +216,7 @@ def train(seed: int, stages: list[str]) -> dict:
         return log
 
     # 4. I2V-Adapter branch, everything else frozen
-    from adapters import i2v
+    from adapters.i2v import modeling as i2v
 
     adapter = i2v.install_i2v_adapter(motion_unet, seed=seed)
     if "i2v" in stages:
@@ -277,7 +232,7 @@ def train(seed: int, stages: list[str]) -> dict:
         remember(stage)
     load_stage_weights(adapter, "i2v")
 
-    from adapters.i2v_bundle import save_bundle
+    from adapters.i2v.loading import save_bundle
 
     save_bundle(OUT, vae=vae, text_encoder=text_encoder, unet=unet, motion_adapter=motion, adapter=adapter,
                 scheduler=scheduler)
@@ -296,7 +251,7 @@ def write_examples(out: Path, seed: int = 7, upscale: int = 4) -> None:
     """First frames of held-out clips, upscaled (nearest) so they are visible; the tab's examples."""
     from PIL import Image
 
-    from adapters.i2v_data import make_clip
+    from adapters.i2v.data import make_clip
 
     folder = out / "examples"
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,18 +1,26 @@
 """Official-weight converter and the hub path, offline: a tiny model saved in hub layout (Stable
 Diffusion folders, a motion adapter, an IP-Adapter with its image encoder, and an `i2v_module.pth`
-with the official key names) goes through the same `load_hub` a GPU Space uses."""
+with the official key names) goes through the same `load_hub` a GPU Space uses, both as the
+`local` source's folders and as hub ids served from an offline hub cache."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from adapters import i2v
-from adapters.i2v_bundle import I2V_ADAPTER_FILE, load_hub
-from adapters.i2v_models import build_pipeline, tiny_random_components
-from studio.errors import BadInput
+from adapters.common.errors import BadInput
+from adapters.i2v import SPEC
+from adapters.i2v import modeling as i2v
+from adapters.i2v.loading import I2V_ADAPTER_FILE, IP_ADAPTER_WEIGHT, build_pipeline, load_hub
+from adapters.i2v.testing import tiny_random_components
+from studio.loader import hub_parts, local_parts
 
 torch.set_num_threads(1)
 SD15_CHANNELS = (320, 640, 1280, 1280)
@@ -166,7 +174,7 @@ def test_hub_layout_loads_with_ip_adapter_and_converted_weights(tmp_path):
     from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
 
     official = save_hub_layout(tmp_path)
-    model = load_hub(str(tmp_path))
+    model = load_hub(local_parts(SPEC, tmp_path))
     procs = model.pipe.unet.attn_processors
     spatial = [n for n in procs if i2v.is_spatial_self_attention(n)]
     assert spatial and all(isinstance(procs[n], i2v.I2VAttnProcessor) for n in spatial)
@@ -191,3 +199,43 @@ def test_hub_layout_loads_with_ip_adapter_and_converted_weights(tmp_path):
                          steps=2, guidance=2.0, seed=0, ip_adapter_image=pil)
     assert result.video.shape == (4, 3, 16, 16) and torch.isfinite(result.video).all()
     assert torch.equal(result.latents[:, :, 0], i2v.encode_first_frame(model.pipe, image))
+
+
+def test_local_layout_without_ip_adapter_loads_without_it(tmp_path):
+    save_hub_layout(tmp_path, with_ip=False)
+    model = load_hub(local_parts(SPEC, tmp_path))
+    assert not model.uses_ip_adapter and model.skipped_keys == 1
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_hub_ids_load_from_an_offline_hub_cache(tmp_path):
+    """Every part by its hub id (the IP-Adapter in `models/` as on h94/IP-Adapter), from a hub
+    cache with the network off: the `from_pretrained` / `hf_hub_download` path a Space takes."""
+    from tests.hub_layout import install_in_hub_cache
+
+    layout = tmp_path / "layout"
+    official = save_hub_layout(layout)
+    ip = tmp_path / "ip-hub" / "models"
+    shutil.copytree(layout / "ip-adapter" / "image_encoder", ip / "image_encoder")
+    shutil.copy(layout / "ip-adapter" / "ip-adapter.safetensors", ip / IP_ADAPTER_WEIGHT)
+    adapter_dir = tmp_path / "adapter-hub"
+    adapter_dir.mkdir()
+    shutil.copy(layout / I2V_ADAPTER_FILE, adapter_dir / I2V_ADAPTER_FILE)
+    cache = tmp_path / "cache"
+    parts = hub_parts(SPEC)
+    sources = {"frozen": layout / "stable-diffusion", "motion": layout / "motion-adapter",
+               "ip_adapter": tmp_path / "ip-hub", "adapter": adapter_dir}
+    for role, files in sources.items():
+        install_in_hub_cache(cache, parts[role], files)
+    code = ("import json; from adapters.i2v import SPEC; from adapters.i2v.loading import load_hub; "
+            "from studio.loader import hub_parts; m = load_hub(hub_parts(SPEC)); "
+            "print(json.dumps([m.uses_ip_adapter, m.skipped_keys, *m.param_counts()]))")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(cache), HF_HOME=str(tmp_path / "home"))
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    uses_ip, skipped, adapter_params, frozen_params = json.loads(out.stdout.strip().splitlines()[-1])
+    assert uses_ip and skipped == 1
+    assert adapter_params == sum(v.numel() for k, v in official["state_dict"].items() if "motion_modules" not in k)
+    assert frozen_params > adapter_params

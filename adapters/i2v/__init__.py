@@ -1,0 +1,42 @@
+"""I2V-Adapter (image to video): what the paper is and where its real model lives. Strings only."""
+from __future__ import annotations
+
+from adapters.common.contract import HubPart, PaperSpec
+
+SPEC = PaperSpec(
+    key="i2v",
+    title="Image to video",
+    paper="I2V-Adapter: A General Image-to-Video Adapter for Diffusion Models (Guo et al., 2023)",
+    paper_url="https://arxiv.org/abs/2312.16693",
+    official_code="",
+    frozen_model=("Text-to-image UNet + AnimateDiff motion module (bundled: tiny models trained here; hub: Stable "
+                  "Diffusion 1.5 + animatediff-motion-adapter-v1-5-2 + IP-Adapter)"),
+    adapter=("A first-frame attention branch (new query + zero-initialised output projection) in every spatial "
+             "self-attention"),
+    real=("bundled: tiny VAE, text encoder, UNet and motion module trained here on synthetic sprite videos "
+          "(32x32, 8 frames); hub: Stable Diffusion 1.5, the AnimateDiff motion adapter, IP-Adapter and the "
+          "official I2V-Adapter weights."),
+    description=(
+        "**I2V-Adapter** animates one still image without touching the text-to-image model or its motion "
+        "module: a parallel branch in each spatial self-attention lets every frame look at the first frame "
+        "(new query and output projections; keys and values from the frozen layers), the first frame stays "
+        "the clean input at every step, and sampling starts from the *Frame Similarity Prior*, a blurred and "
+        "noised copy of the first frame. One **motion strength** slider sets the prior's noise level, its "
+        "blur and the branch's scale. The bundled models are tiny and trained here on synthetic sprite videos "
+        "(32x32, 8 frames): describe a sprite as \"red circle moving left\". Measured on them (figures below): "
+        "motion strength controls how much moves; the adapter keeps the background closer to the first frame, "
+        "and at full strength the sprite's colour too (small effects on toy models). Which way the sprite moves "
+        "is up to the frozen models, and these tiny ones do not follow the direction words (the frozen "
+        "text-to-video model alone does not either)."
+    ),
+    hub=(
+        HubPart("frozen", "stable-diffusion-v1-5/stable-diffusion-v1-5", "Stable Diffusion 1.5 text-to-image model",
+                local_subdir="stable-diffusion"),
+        HubPart("motion", "guoyww/animatediff-motion-adapter-v1-5-2", "AnimateDiff motion module",
+                local_subdir="motion-adapter"),
+        HubPart("ip_adapter", "h94/IP-Adapter", "IP-Adapter image prompt (optional in a local directory)",
+                local_subdir="ip-adapter"),
+        HubPart("adapter", "space-xun/i2v_adapter", "I2V-Adapter weights (i2v_module.pth)", local_subdir=""),
+    ),
+    identity_at_start=True,
+)

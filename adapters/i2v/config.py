@@ -1,0 +1,90 @@
+"""Architecture of the small frozen models behind the bundled image-to-video tab (saved next to
+their weights), the per-call limits the tab's sliders read, and the frozen request that crosses the
+device boundary.
+
+Same diffusers classes as the real thing (AutoencoderKL, CLIPTextModel, UNet2DConditionModel,
+MotionAdapter -> UNetMotionModel), only tiny: 32x32 frames, 8x8x4 latents, a UNet of
+block_out_channels (32, 64). The tokenizer knows the sprite vocabulary as whole words and
+spells anything else letter by letter. No torch, no gradio: cheap to import.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FRAME_SIZE = 32
+NUM_FRAMES = 8
+TEXT_LENGTH = 12
+
+VAE_CONFIG = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 3,
+    up_block_types=("UpDecoderBlock2D",) * 3,
+    block_out_channels=(16, 32, 32),
+    layers_per_block=1,
+    latent_channels=4,
+    norm_num_groups=4,  # 16 groups of a 16-wide block would normalise away each channel's mean (the colours)
+    sample_size=FRAME_SIZE,
+    mid_block_add_attention=False,
+)
+TEXT_CONFIG = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    max_position_embeddings=TEXT_LENGTH,
+    projection_dim=32,
+)
+UNET_CONFIG = dict(
+    sample_size=FRAME_SIZE // 4,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    block_out_channels=(32, 64),
+    layers_per_block=1,
+    cross_attention_dim=32,
+    attention_head_dim=4,
+    norm_num_groups=8,
+)
+MOTION_CONFIG = dict(
+    block_out_channels=(32, 64),
+    motion_layers_per_block=1,
+    motion_mid_block_layers_per_block=1,
+    motion_num_attention_heads=4,
+    motion_norm_num_groups=8,
+    motion_max_seq_length=16,
+    use_motion_mid_block=True,
+)
+SCHEDULER_CONFIG = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+)
+
+
+# Per-call limits (the sliders read them; `io.check_settings` enforces them in the web process).
+LIMITS = {"frames": (2, 16), "steps": (2, 50), "guidance": (1.0, 15.0), "seed": (0, 2**31 - 1)}
+MOTION_LIMITS = (0.0, 1.0)
+DEFAULTS = {"prompt": "red circle moving left", "motion_strength": 0.5, "frames": 8, "steps": 20, "guidance": 4.0,
+            "seed": 0, "negative_prompt": ""}
+
+
+@dataclass(frozen=True)
+class AnimateRequest:
+    """One validated animation: the first frame already cropped and resized to the model's frame size."""
+
+    pixels: np.ndarray  # (S, S, 3) float32 in [0, 1]
+    prompt: str
+    negative_prompt: str
+    motion_strength: float  # m in [0, 1]
+    frames: int
+    steps: int
+    guidance: float
+    seed: int
