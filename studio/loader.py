@@ -85,17 +85,25 @@ def local_parts(spec: PaperSpec, directory: str | os.PathLike) -> dict[str, str]
 
 
 def describe_failure(exc: BaseException) -> str:
-    """One line a user can read, without the stack trace or a server path."""
-    name = type(exc).__name__
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    lowered = text.lower()
-    if "offline" in lowered or "couldn't connect" in lowered or "could not connect" in lowered or name in {"LocalEntryNotFoundError", "ConnectionError", "OfflineModeIsEnabled"}:
-        return "the Hugging Face Hub cannot be reached from this machine"
-    if name in {"RepositoryNotFoundError", "GatedRepoError"}:
-        return "the repository was not found or is gated"
-    if name in {"EntryNotFoundError", "FileNotFoundError"}:
-        return "a file the model needs is missing from the repository"
-    return name
+    """One line a user can read, without the stack trace or a server path. Libraries wrap hub errors
+    (diffusers raises a bare OSError around the hub's own), so the whole cause chain is read."""
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    for item in chain:
+        name = type(item).__name__
+        text = str(item).strip().lower()
+        if ("offline" in text or "couldn't connect" in text or "could not connect" in text
+                or name in {"LocalEntryNotFoundError", "ConnectionError", "OfflineModeIsEnabled"}):
+            return "the Hugging Face Hub cannot be reached from this machine"
+        if name in {"RepositoryNotFoundError", "GatedRepoError"}:
+            return "the repository was not found or is gated"
+    for item in chain:
+        if type(item).__name__ in {"EntryNotFoundError", "FileNotFoundError"}:
+            return "a file the model needs is missing from the repository"
+    return type(chain[0]).__name__
 
 
 def _configure_zoo() -> None:

@@ -206,3 +206,16 @@ def test_hub_id_resolves_through_hf_hub_download_from_a_hub_layout_cache(tmp_pat
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["7"]
+
+
+def test_a_wrapped_hub_error_is_still_described_plainly():
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        try:
+            raise LocalEntryNotFoundError("outgoing traffic has been disabled")
+        except LocalEntryNotFoundError as inner:
+            raise OSError("Error no file named diffusion_pytorch_model.bin found in /srv/x") from inner
+    except OSError as outer:
+        assert loader.describe_failure(outer) == "the Hugging Face Hub cannot be reached from this machine"
+    assert loader.describe_failure(KeyError("x")) == "KeyError"
