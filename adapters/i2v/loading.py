@@ -15,7 +15,6 @@ import json
 import logging
 import math
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,34 +134,10 @@ def header_param_counts(directory: Path) -> tuple[int, int]:
     return adapter, frozen
 
 
-# the hub's own errors, which say why a download failed (diffusers re-raises them as a bare OSError)
-HUB_ERRORS = ("LocalEntryNotFoundError", "EntryNotFoundError", "RepositoryNotFoundError", "GatedRepoError",
-              "RevisionNotFoundError", "OfflineModeIsEnabled", "ConnectionError")
-
-
-@contextmanager
-def _hub_errors():
-    """Re-raise the hub error behind a library's OSError, so the studio can say what went wrong."""
-    try:
-        yield
-    except OSError as exc:
-        inner: BaseException | None = exc
-        while inner is not None:
-            if type(inner).__name__ in HUB_ERRORS:
-                raise inner from None
-            inner = inner.__cause__ or inner.__context__
-        raise
-
-
 def load_hub(parts: dict[str, str]) -> I2VModel:
     """The real models, one hub id or directory per part (`frozen`, `motion`, `ip_adapter`,
     `adapter`). The IP-Adapter is optional where the parts are local directories: a missing
     `ip-adapter/` folder leaves it out, as a mirrored stack without it."""
-    with _hub_errors():
-        return _load_hub(parts)
-
-
-def _load_hub(parts: dict[str, str]) -> I2VModel:
     from diffusers import AnimateDiffPipeline, DDIMScheduler, MotionAdapter
 
     base, motion_id, ip_source, i2v_source = parts["frozen"], parts["motion"], parts.get("ip_adapter"), parts["adapter"]
