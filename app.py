@@ -6,11 +6,10 @@ import argparse
 import logging
 import os
 
-from studio.device import configure_threads  # imports `spaces` before torch, as ZeroGPU requires
-
 import gradio as gr
 
 from studio import settings
+from studio.device import configure_threads  # imports `spaces` before torch, as ZeroGPU requires
 from tabs import registered_tabs
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from studio import device, settings, ui
 from adapters.common.errors import BadInput
+from studio import device, settings, ui
 from studio.loader import ModelSourceError
 
 
