@@ -61,9 +61,17 @@ def requested_source(spec: PaperSpec) -> str:
     return source
 
 
+def _part_source(spec: PaperSpec, part, default: str | None) -> str | None:
+    override = settings.hub_override(spec.key, part.role)
+    if override:
+        return override
+    return str(bundled_dir(spec)) if part.bundled else default
+
+
 def hub_parts(spec: PaperSpec) -> dict[str, str | None]:
-    """Role -> Hugging Face id (environment overrides applied); None where nothing is published."""
-    return {part.role: settings.hub_override(spec.key, part.role) or part.repo for part in spec.hub}
+    """Role -> Hugging Face id, or this repository's assets directory for a part it ships itself
+    (environment overrides applied); None where nothing is published."""
+    return {part.role: _part_source(spec, part, part.repo) for part in spec.hub}
 
 
 def hub_unavailable(spec: PaperSpec) -> str | None:
@@ -73,15 +81,21 @@ def hub_unavailable(spec: PaperSpec) -> str | None:
     repos = hub_parts(spec)
     for part in spec.hub:
         if repos[part.role] is None:
-            why = part.unpublished or "nothing is published for it"
-            return (f"no {part.what} is published on the Hugging Face Hub ({why}); set "
-                    f"{settings.hub_override_name(spec.key, part.role)} to a repo that has one")
+            why = f" ({part.unpublished})" if part.unpublished else ""
+            return (f"no {part.what} is published on the Hugging Face Hub{why}; "
+                    f"{settings.hub_override_name(spec.key, part.role)} can name a repository that has one")
     return None
 
 
 def local_parts(spec: PaperSpec, directory: str | os.PathLike) -> dict[str, str]:
-    return {part.role: str(Path(directory) / part.local_subdir) if part.local_subdir else str(directory)
-            for part in spec.hub}
+    return {part.role: _part_source(spec, part, str(Path(directory) / part.local_subdir) if part.local_subdir
+                                    else str(directory)) for part in spec.hub}
+
+
+def _where(parts: dict[str, str]) -> str:
+    """The parts in words for the user: hub ids as they are, this repository's files as assets/<key>."""
+    return ", ".join(f"assets/{Path(v).name}" if Path(v).is_absolute() and Path(v).parent == ASSETS else v
+                     for v in parts.values())
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -142,10 +156,10 @@ def _load(spec: PaperSpec) -> LoadedModel:
             value = loading_module(spec).load_hub(parts)
         except Exception as exc:  # any hub failure falls back; the trace goes to the log only
             log.warning("hub load of %s (%s) failed; falling back to bundled", spec.key, parts, exc_info=True)
-            notice = (f"Could not load {', '.join(parts.values())} from the Hugging Face Hub "
+            notice = (f"Could not load {_where(parts)} from the Hugging Face Hub "
                       f"({describe_failure(exc)}); using the bundled model instead.")
             return _bundled(spec, requested="hub", notice=notice)
-        return LoadedModel(value, "hub", "hub", ", ".join(parts.values()))
+        return LoadedModel(value, "hub", "hub", _where(parts))
     return _bundled(spec, requested="bundled")
 
 

@@ -21,6 +21,8 @@ INFO = TabInfo(
 
 HEADERS = ["Tab", "Paper", "Frozen model", "Adapter adds", "Adapter params", "Frozen params", "Adapter / frozen",
            "Model source", "Hub parts (override)"]
+# two tables, so neither is too wide to read: what each tab is, then where its models come from
+FIRST = HEADERS.index("Model source")
 
 
 def _cell(text: str) -> str:
@@ -32,7 +34,8 @@ def hub_parts_text(paper) -> str:
         return "none (nothing pretrained)"
     parts = []
     for part in paper.hub:
-        repo = f"`{part.repo}`" if part.repo else "**unpublished**"
+        repo = (f"this repository's `assets/{paper.key}`" if part.bundled else
+                f"`{part.repo}`" if part.repo else "**unpublished**")
         parts.append(f"{part.role}: {repo} ({settings.hub_override_name(paper.key, part.role)})")
     return "; ".join(parts)
 
@@ -52,11 +55,16 @@ def about_rows() -> list[list[str]]:
     return rows
 
 
+def _markdown(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def about_table() -> str:
-    """The About table as Markdown (also the `/about` API endpoint)."""
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(row) + " |" for row in about_rows()]
-    return "\n".join(lines)
+    """The About tables as Markdown (also the `/about` API endpoint)."""
+    rows = about_rows()
+    return (_markdown(HEADERS[:FIRST], [r[:FIRST] for r in rows]) + "\n\n**Where the models come from**\n\n"
+            + _markdown(["Tab", *HEADERS[FIRST:]], [[r[0], *r[FIRST:]] for r in rows]))
 
 
 def build() -> None:

@@ -36,6 +36,8 @@ class HubPart:
     for the paper and the studio says ``unpublished`` instead of downloading anything.
     ``local_subdir`` is where the part sits inside a ``local`` directory in hub layout ("" = the
     directory itself). The environment variable ``STUDIO_HUB_<KEY>_<ROLE>`` overrides ``repo``.
+    ``bundled=True`` marks a part that this repository ships itself in ``assets/<key>/`` (an adapter
+    trained here for the real frozen model): every source reads it from there unless overridden.
     """
 
     role: str  # "frozen", "adapter", or an extra such as "motion"
@@ -43,6 +45,7 @@ class HubPart:
     what: str  # in words, for the About tab and the README
     local_subdir: str = ""
     unpublished: str = ""  # why there is no repo, and how to make one
+    bundled: bool = False  # shipped in assets/<key> by this repository
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,7 @@ SPEC = PaperSpec(
     hub=(
         HubPart("frozen", "facebook/sam-vit-base", "SAM ViT-B image encoder (frozen)", local_subdir=""),
         HubPart("adapter", None, "FGSA adapter trained on SAM ViT-B", local_subdir="",
-                unpublished="no FGSA adapter trained on SAM ViT-B is published; train one with "
-                            "training/fgsa/train_cod.py and point STUDIO_HUB_FGSA_ADAPTER at it"),
+                unpublished="train one with training/fgsa/train_cod.py"),
     ),
     # The zero-initialised gates leave the frozen *token stream* exactly as the frozen model computes
     # it (tests/papers/fgsa checks it), but the mask comes from the adapter's own new head over the

@@ -34,7 +34,9 @@ def test_about_table_lists_every_model_tab_with_counts_and_source():
         assert row[0] == tab.INFO.title and len(row) == len(HEADERS)
         assert row[HEADERS.index("Model source")].split()[0] in {"bundled", "hub", "local"}
         assert "/tmp" not in " ".join(row) and "/work" not in " ".join(row)
-    assert about_table().count("\n") == len(rows) + 1
+    first, second = about_table().split("**Where the models come from**")
+    assert first.strip().count("\n") == len(rows) + 1 and second.strip().count("\n") == len(rows) + 1
+    assert "| Tab | Model source | Hub parts (override) |" in second
 
 
 def test_demo_builds_one_tab_per_registered_module():

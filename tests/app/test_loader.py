@@ -219,3 +219,19 @@ def test_a_wrapped_hub_error_is_still_described_plainly():
     except OSError as outer:
         assert loader.describe_failure(outer) == "the Hugging Face Hub cannot be reached from this machine"
     assert loader.describe_failure(KeyError("x")) == "KeyError"
+
+
+def test_a_part_this_repository_ships_comes_from_its_assets_on_every_source(tiny, tmp_path, monkeypatch):
+    s = spec(hub=(HubPart("frozen", "org/real-model", "real frozen model"),
+                  HubPart("adapter", None, "adapter trained here", bundled=True)))
+    assert loader.hub_unavailable(s) is None
+    monkeypatch.setenv("STUDIO_MODEL_SOURCE", "hub")
+    loaded = ModelCache().get(s)
+    assert tiny.calls.hub == [{"frozen": "org/real-model", "adapter": str(tiny.dir)}]
+    assert loaded.location == "org/real-model, assets/tiny"
+    monkeypatch.setenv("STUDIO_MODEL_SOURCE", "local")
+    monkeypatch.setenv("STUDIO_LOCAL_DIR_TINY", str(tmp_path))
+    ModelCache().get(s)
+    assert tiny.calls.hub[-1] == {"frozen": str(tmp_path), "adapter": str(tiny.dir)}
+    monkeypatch.setenv("STUDIO_HUB_TINY_ADAPTER", "me/other-adapter")
+    assert loader.hub_parts(s)["adapter"] == "me/other-adapter"

@@ -38,7 +38,7 @@ def test_space_front_matter_lists_every_tab_hub_model():
     front = README.split("---")[1]
     for module in tabs.model_tabs():
         for part in module.INFO.paper.hub:
-            if part.repo:
+            if part.repo and not part.bundled:
                 assert f"  - {part.repo}\n" in front, f"{part.repo} ({module.INFO.key}) missing from the Space's models"
 
 
