@@ -62,4 +62,4 @@ def test_readme_lists_every_studio_variable_and_no_other():
 
 
 def test_readme_names_the_fast_test_command():
-    assert 'python -m pytest -m "not e2e and not browser"' in README
+    assert 'python -m pytest -m "not e2e and not browser and not slow"' in README

@@ -139,6 +139,7 @@ def test_converting_twice_gives_identical_tensors(tmp_path):
         same_tensors(load_file(str(out / "model.safetensors")), load_file(str(module.cached_dir() / "model.safetensors")))
 
 
+@pytest.mark.slow
 def test_smollm2_conversion_is_deterministic(tmp_path):
     """The slow one (30-76 s): dequantising the GGUF file again gives the cached tensors bit for bit."""
     smollm2.convert(tmp_path)
