@@ -15,7 +15,9 @@ from tabs import registered_tabs
 
 def build_demo() -> gr.Blocks:
     configure_threads()
-    with gr.Blocks(title="Adapter Studio") as demo:
+    retention = settings.retention_seconds()
+    # Gradio's own cache (uploads and the copies of results it serves) is emptied on the same schedule
+    with gr.Blocks(title="Adapter Studio", delete_cache=(max(60, retention // 4), retention)) as demo:
         for tab in registered_tabs():
             info = tab.INFO
             with gr.Tab(info.title, id=info.key, elem_id=f"tab-{info.key}"):

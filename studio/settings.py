@@ -19,6 +19,7 @@ VARIABLES: dict[str, str] = {
     "STUDIO_TORCH_THREADS": "CPU threads for torch (default 1: faster for the small bundled models on a shared CPU)",
     "STUDIO_FORCE_CPU": "`1` runs on the CPU even where CUDA exists",
     "STUDIO_CHECK_BOUNDARY": "`1` pickles every device call's arguments and result, as ZeroGPU does (on under pytest)",
+    "STUDIO_RETENTION_MINUTES": "uploads, downloads and session state older than this are deleted (default 60)",
     "STUDIO_QUEUE_MAX_SIZE": "requests waiting in the queue before new ones are refused (default 32)",
     "STUDIO_HEAVY_CONCURRENCY": "model runs at once across all tabs (default 1)",
     "STUDIO_MAX_FILE_SIZE": "upload limit (default `64mb`)",
@@ -84,6 +85,12 @@ def max_loaded_models() -> int | None:
 
 def model_cache() -> str | None:
     return _get("STUDIO_MODEL_CACHE")
+
+
+def retention_seconds() -> int:
+    """How long an upload, a file made for download or a session's state is kept."""
+    value = _get("STUDIO_RETENTION_MINUTES")
+    return max(60, int(float(value) * 60)) if value else 3600
 
 
 def torch_threads() -> int:

@@ -58,6 +58,10 @@ class Shell:
         with gr.Accordion(title, open=open, elem_id=f"{self.key}-figures"):
             return gr.Markdown(text)
 
+    def session_state(self) -> gr.State:
+        """Per-session state that expires with the retention time and is freed when the session closes."""
+        return gr.State(None, time_to_live=settings.retention_seconds())
+
     # --- events -----------------------------------------------------------------------------
     def on_run(self, button: gr.Button, fn: Callable, inputs, outputs, api_name: str | None = None,
                params: gr.Markdown | None = None, params_note: str = ""):

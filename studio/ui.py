@@ -16,6 +16,7 @@ import gradio as gr
 from adapters.common.contract import PaperSpec
 from adapters.common.errors import BadInput
 from studio import device as _device
+from studio import settings
 from studio.loader import MODELS, LoadedModel, ModelSourceError
 
 log = logging.getLogger("studio")
@@ -102,11 +103,36 @@ def stopwatch():
     end.append(time.perf_counter())
 
 
+DOWNLOADS = Path(tempfile.gettempdir()) / "adapter-studio"
+
+
 def download_path(filename: str) -> Path:
-    """A fresh per-request path for a file the user can download (no two sessions share one)."""
-    folder = Path(tempfile.gettempdir()) / "adapter-studio" / uuid.uuid4().hex
-    folder.mkdir(parents=True, exist_ok=True)
+    """A fresh per-request path for a file the user can download (no two sessions share one).
+
+    Each request gets its own folder, readable by this process's user only (0700), and folders
+    older than the retention time (`STUDIO_RETENTION_MINUTES`) are deleted on the way.
+    """
+    DOWNLOADS.mkdir(mode=0o700, exist_ok=True)
+    delete_expired(DOWNLOADS, settings.retention_seconds())
+    folder = DOWNLOADS / uuid.uuid4().hex
+    folder.mkdir(mode=0o700)
     return folder / filename
+
+
+def delete_expired(root: Path, max_age_seconds: float) -> int:
+    """Delete the request folders under ``root`` last changed more than ``max_age_seconds`` ago."""
+    import shutil
+
+    cutoff = time.time() - max_age_seconds
+    removed = 0
+    for folder in root.iterdir() if root.is_dir() else ():
+        try:
+            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        except OSError:  # another request removed it first
+            continue
+    return removed
 
 
 def upload_path(file) -> Path:

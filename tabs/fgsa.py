@@ -145,7 +145,7 @@ def rerender_if_ready(state, *args):
 def build() -> None:
     shell = Shell(INFO)
     params = shell.header()
-    state = gr.State(None)
+    state = shell.session_state()
     with gr.Row():
         with gr.Column(scale=1):
             image = gr.Image(type="filepath", label="Image", format=settings.IMAGE_FORMAT, height=220)

@@ -140,3 +140,27 @@ def test_get_model_warns_about_a_fallback(monkeypatch):
     assert ui.get_model(object()) is fallback
     assert warnings == [fallback.notice]
     assert ui.source_markdown(fallback).startswith("Model source: `bundled` (assets/x). Could not load 'org/x'")
+
+
+def test_download_folders_are_private_and_expire(monkeypatch, tmp_path):
+    import os
+    import stat
+    import time
+
+    monkeypatch.setattr(ui, "DOWNLOADS", tmp_path / "downloads")
+    monkeypatch.setenv("STUDIO_RETENTION_MINUTES", "1")
+    old = ui.download_path("old.dcm")
+    old.write_bytes(b"identifying")
+    assert stat.S_IMODE(old.parent.stat().st_mode) == 0o700
+    past = time.time() - 120
+    os.utime(old.parent, (past, past))
+    fresh = ui.download_path("fresh.dcm")
+    assert not old.exists() and not old.parent.exists() and fresh.parent.is_dir()
+    assert settings.retention_seconds() == 60
+
+
+def test_the_app_empties_gradios_cache_on_the_retention_schedule():
+    import app
+
+    frequency, age = app.demo.delete_cache
+    assert age == settings.retention_seconds() and 60 <= frequency <= age
