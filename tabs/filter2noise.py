@@ -22,6 +22,12 @@ INFO = tab_info(SPEC, api_names=("filter2noise_denoise", "filter2noise_edit", "f
 ASSET_DIR = bundled_dir(SPEC)
 SOFT = "Soft tissue (W400 / L40)"
 PARAMS_NOTE = "(trained per slice; nothing pretrained is frozen)."
+DEID_INFO = ("Off (the default): the DICOM is de-identified by rule, the DICOM PS3.15 Basic Application Level "
+             "Confidentiality Profile as an allow-list: only image, geometry, rescale and acquisition attributes are "
+             "kept, at every depth; names and IDs become ANONYMOUS; every UID is replaced consistently; option "
+             "Retain Longitudinal Temporal Information with Modified Dates: dates and times shifted by one random "
+             "offset per export; descriptions and comments removed (not cleaned); no device, institution, patient "
+             "characteristics, UID or private-tag retention. On: the file keeps the identifiers and says so.")
 
 
 # --- pure helpers the handlers share ------------------------------------------------------------
@@ -49,6 +55,24 @@ def _views(session, window, width, level):
     return (noisy, denoised), residual_image(session.noisy_hu, session.denoised_hu), figure, editor
 
 
+def _keep_flag(keep_identifiers) -> bool:
+    """The keep-identifiers choice parsed strictly (the API may send "false" or 0): never truthy by accident."""
+    from adapters.filter2noise.config import check_flag
+
+    return check_flag(keep_identifiers, "Keep patient identifiers")
+
+
+def _privacy_line(session, keep: bool) -> str:
+    """What the DICOM download holds, stated on the status line."""
+    if session.slice.kind != "dicom":
+        return ""
+    if keep:
+        return ("\n\n**The DICOM download keeps the patient identifiers** (as asked): it is NOT de-identified, "
+                "and the file says so (PatientIdentityRemoved NO).")
+    return ("\n\nThe DICOM download is de-identified (PS3.15 basic profile as an allow-list: new UIDs, "
+            "dates shifted by a random offset, names and IDs replaced).")
+
+
 def _exports(session, keep_identifiers: bool) -> list[str]:
     from adapters.filter2noise.io import save_dicom, save_npy, save_png16
 
@@ -59,7 +83,7 @@ def _exports(session, keep_identifiers: bool) -> list[str]:
         text = (f"Denoised with Filter2Noise ({session.settings.get('iterations')} iterations, "
                 f"lambda {session.settings.get('edge_weight')})" + (", sigmas edited in a region" if edited else ""))
         files.insert(0, save_dicom(session.slice, session.denoised_hu, download_path(f"denoised{edited}.dcm"),
-                                   keep_identifiers=bool(keep_identifiers), description=text))
+                                   keep_identifiers=_keep_flag(keep_identifiers), description=text))
     return [str(p) for p in files]
 
 
@@ -90,6 +114,7 @@ def run(file, reference_file=None, frame=None, window=SOFT, width=400, level=40,
     from adapters.filter2noise.io import load_slice
 
     _window(window, width, level)
+    keep = _keep_flag(keep_identifiers)
     fit_settings = check_settings(DEFAULT_ITERATIONS if iterations in (None, "") else iterations, edge_weight)
     frame = None if frame in (None, "", -1) else int(frame)
     ct = load_slice(upload_path(file), frame)
@@ -104,9 +129,9 @@ def run(file, reference_file=None, frame=None, window=SOFT, width=400, level=40,
     pair, residual, figure, editor = _views(session, window, width, level)
     notes = " ".join(ct.notes)
     extra = f"{ct.hu.shape[1]}x{ct.hu.shape[0]} px, {fit_settings.iterations} iterations, loss {losses[0]:.5f} -> {losses[-1]:.5f}."
-    status = done_markdown(seconds, device, extra) + (f"\n\n{notes}" if notes else "")
+    status = done_markdown(seconds, device, extra) + (f"\n\n{notes}" if notes else "") + _privacy_line(session, keep)
     return (pair, residual, figure, editor, metrics_markdown(session), _edit_summary(state),
-            _exports(session, keep_identifiers), status, session)
+            _exports(session, keep), status, session)
 
 
 def _require(session):
@@ -118,10 +143,11 @@ def _require(session):
 def _rerendered(session, window, width, level, keep_identifiers, seconds, what):
     from adapters.filter2noise.inference import metrics_markdown
 
+    keep = _keep_flag(keep_identifiers)
     pair, residual, figure, editor = _views(session, window, width, level)
-    status = done_markdown(seconds, device_label("cpu"), what)
+    status = done_markdown(seconds, device_label("cpu"), what) + _privacy_line(session, keep)
     return (pair, residual, figure, editor, metrics_markdown(session), _edit_summary(session.state),
-            _exports(session, keep_identifiers), status, session)
+            _exports(session, keep), status, session)
 
 
 @friendly("The region edit")
@@ -136,6 +162,7 @@ def edit_region(editor, box="", factor=1.5, window=SOFT, width=400, level=40,
     from adapters.filter2noise.inference import pick_region
 
     session = _require(session)
+    _keep_flag(keep_identifiers)
     factor = check_factor(factor)
     region = pick_region(editor, box, session.state.multiplier.shape)
     start = time.perf_counter()
@@ -154,6 +181,7 @@ def reset_region(window=SOFT, width=400, level=40, keep_identifiers=False, sessi
     from adapters.filter2noise import modeling as f2n
 
     session = _require(session)
+    _keep_flag(keep_identifiers)
     start = time.perf_counter()
     session = dataclasses.replace(session, state=f2n.reset_edits(session.state))
     return _rerendered(session, window, width, level, keep_identifiers, time.perf_counter() - start,
@@ -239,7 +267,8 @@ def build() -> None:
                 frame = gr.Number(None, label="Frame (multi-frame DICOM or 3-D .npy; empty = middle)", precision=0)
                 iterations = gr.Slider(10, MAX_ITERATIONS, DEFAULT_ITERATIONS, step=10, label="Training iterations")
                 edge_weight = gr.Slider(0, 1500, 250, step=10, label="Edge loss weight (lambda)")
-                keep_ids = gr.Checkbox(False, label="Keep patient identifiers in the DICOM output (off: de-identified)")
+                keep_ids = gr.Checkbox(False, label="Keep patient identifiers in the DICOM output (off: de-identified)",
+                                       info=DEID_INFO)
             run_btn = shell.run_button("Denoise")
             status = shell.status()
         with gr.Column(scale=2):

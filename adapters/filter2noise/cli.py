@@ -5,9 +5,11 @@
 
 Each slice is trained on itself (zero-shot). Outputs are named slice_0001.dcm, ... in the order
 of (series, instance number, position), never by the input names, which may carry identifiers.
-De-identified by default; all outputs of one run share consistent new Study/Series/Frame of
-Reference UIDs, so they still form one series. Nothing identifying is printed: a file that
-cannot be used is reported by its position in the run and the reason only.
+De-identified by default (`adapters.filter2noise.deid`: the PS3.15 basic profile as an
+allow-list); all outputs of one run share one UID mapping and one date offset, so they still form
+one series with consistent new Study/Series/Frame of Reference UIDs and intervals. Nothing
+identifying is printed: a file that cannot be used is reported by its position in the run and
+the reason only.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from pathlib import Path
 
 from adapters.common.errors import BadInput
 from adapters.filter2noise import modeling as f2n
-from adapters.filter2noise.io import UIDMapper, load_slice, save_dicom
+from adapters.filter2noise.config import check_flag
+from adapters.filter2noise.io import DateShifter, UIDMapper, load_slice, save_dicom
 
 
 def _is_dicom(path: Path) -> bool:
@@ -46,6 +49,7 @@ def denoise_folder(in_dir, out_dir, iterations: int = 100, edge_weight: float = 
     """Returns (written files, problems as plain messages)."""
     from tqdm import tqdm
 
+    keep_identifiers = check_flag(keep_identifiers, "keep_identifiers")
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
         raise BadInput(f"{in_dir} is not a folder.")
@@ -53,7 +57,7 @@ def denoise_folder(in_dir, out_dir, iterations: int = 100, edge_weight: float = 
     if not files:
         raise BadInput(f"No DICOM files in {in_dir}.")
     out_dir.mkdir(parents=True, exist_ok=True)
-    uids = UIDMapper()
+    uids, dates = UIDMapper(), DateShifter()  # one per run: the outputs form one consistent series
     settings = f2n.FitSettings(iterations=iterations, edge_weight=edge_weight)
     written, problems = [], []
     for index, path in enumerate(tqdm(files, desc="Denoising slices", unit="slice", disable=not progress), start=1):
@@ -66,7 +70,7 @@ def denoise_folder(in_dir, out_dir, iterations: int = 100, edge_weight: float = 
             continue
         state = f2n.apply_model(f2n.fit(ct.hu, settings).model, ct.hu)
         out = out_dir / f"slice_{index:04d}.dcm"
-        save_dicom(ct, state.denoised_hu, out, keep_identifiers=keep_identifiers, uids=uids,
+        save_dicom(ct, state.denoised_hu, out, keep_identifiers=keep_identifiers, uids=uids, dates=dates,
                    description=f"Denoised with Filter2Noise ({iterations} iterations, lambda {edge_weight:g})")
         written.append(out)
     return written, problems

@@ -68,6 +68,30 @@ def check_settings(iterations, edge_weight) -> FitSettings:
     return FitSettings(iterations=iterations, edge_weight=edge_weight)
 
 
+_TRUE = ("true", "yes", "1")
+_FALSE = ("false", "no", "0")
+
+
+def check_flag(value, what: str = "The option") -> bool:
+    """A yes/no setting parsed strictly: a string is never true by accident ("false" is False).
+
+    Accepts True/False, the numbers 1/0, and (any case, surrounding spaces ignored) "true"/"false",
+    "yes"/"no", "1"/"0"; None means "not given" (False, the safe default). Anything else is refused.
+    """
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        if value in (0, 1):
+            return bool(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    raise BadInput(f"{what} must be yes or no (true/false, 1/0); {str(value)[:40]!r} is neither.")
+
+
 def check_factor(factor) -> float:
     try:
         factor = float(factor)

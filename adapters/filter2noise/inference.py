@@ -26,6 +26,7 @@ from adapters.filter2noise.config import (  # noqa: F401  (re-exported for the t
 from adapters.filter2noise.io import CTSlice
 
 METRIC_RANGE_HU = (-1024.0, 3071.0)
+MIN_MEASURE_PIXELS = 16  # fewer pixels give no usable noise SD (and a CNR that explodes)
 
 
 @dataclass(frozen=True)
@@ -129,10 +130,13 @@ def region_from_box(box: str, shape: tuple[int, int]) -> np.ndarray | None:
     except ValueError:
         raise BadInput("A box is four numbers x0,y0,x1,y1 in pixels, e.g. 40,40,90,80.") from None
     h, w = shape
-    x0, x1 = sorted((max(0, x0), min(w, x1)))
-    y0, y1 = sorted((max(0, y0), min(h, y1)))
+    (x0, x1), (y0, y1) = sorted((x0, x1)), sorted((y0, y1))  # order first, then clip to the slice
     if x1 <= x0 or y1 <= y0:
         raise BadInput(f"The box is empty inside the {w}x{h} slice.")
+    if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+        raise BadInput(f"The box {x0},{y0},{x1},{y1} lies outside the {w}x{h} slice: x must be within 0..{w} "
+                       f"and y within 0..{h} pixels.")
+    x0, x1, y0, y1 = max(0, x0), min(w, x1), max(0, y0), min(h, y1)
     mask = np.zeros(shape, bool)
     mask[y0:y1, x0:x1] = True
     return mask
@@ -171,6 +175,10 @@ def region_stats(session: Session, region: np.ndarray, inner: int = 4, outer: in
     """Noise SD inside the region and CNR against a ring 4..12 pixels around it, noisy vs denoised."""
     from scipy.ndimage import binary_dilation
 
+    pixels = int(np.count_nonzero(region))
+    if pixels < MIN_MEASURE_PIXELS:
+        raise BadInput(f"The region has {pixels} pixel{'s' if pixels != 1 else ''}; a noise estimate needs at least "
+                       f"{MIN_MEASURE_PIXELS} (e.g. a 4x4 box). Mark a larger region of uniform tissue.")
     ring = binary_dilation(region, iterations=outer) & ~binary_dilation(region, iterations=inner)
     out = {"pixels": int(region.sum()), "ring_pixels": int(ring.sum())}
     for name, image in (("noisy", session.noisy_hu), ("denoised", session.denoised_hu)):

@@ -1,21 +1,26 @@
 """Reading CT slices into HU and writing the denoised slice back out (DICOM, 16-bit PNG, .npy).
 
 Every problem with an input becomes a `BadInput` with a plain message. Patient identifiers are
-never logged or returned in any message; DICOM output is de-identified by default following the
-DICOM PS3.15 basic application-level confidentiality profile (the attributes this kind of slice
-carries), with new UIDs, ImageType DERIVED and a derivation description.
+never logged or returned in any message; DICOM output is de-identified by default by rule (the
+DICOM PS3.15 basic application-level confidentiality profile as an allow-list, see `deid`), with
+new UIDs, ImageType DERIVED and a derivation description.
 """
 from __future__ import annotations
 
 import copy
 import datetime as _dt
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from adapters.common.errors import BadInput
+from adapters.filter2noise.deid import (  # noqa: F401  (UIDMapper: re-exported)
+    ENHANCED_CLASSES,
+    DateShifter,
+    UIDMapper,
+    deidentified_copy,
+)
 
 MIN_SIDE = 16
 MAX_SIDE = 2048
@@ -236,67 +241,13 @@ def save_png16(hu: np.ndarray, path) -> Path:
     return Path(path)
 
 
-# Attributes the basic profile removes (X) or empties (Z) that a CT slice may carry. Type 2
-# attributes of the CT modules (patient name/id/birth date/sex, study date/time, referring
-# physician, accession number, study id) are emptied so the file stays valid.
-_EMPTY = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-    "ReferringPhysicianName", "AccessionNumber", "StudyID",
-)
-_REMOVE = (
-    "PatientAge", "PatientSize", "PatientWeight", "PatientAddress", "PatientTelephoneNumbers", "PatientBirthTime",
-    "PatientBirthName", "PatientMotherBirthName", "OtherPatientIDs", "OtherPatientIDsSequence", "OtherPatientNames",
-    "IssuerOfPatientID", "EthnicGroup", "Occupation", "AdditionalPatientHistory", "PatientComments",
-    "MedicalRecordLocator", "MilitaryRank", "BranchOfService", "CountryOfResidence", "RegionOfResidence",
-    "ResponsiblePerson", "PatientInsurancePlanCodeSequence", "ReferencedPatientSequence", "PatientReligiousPreference",
-    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "ReferringPhysicianAddress",
-    "ReferringPhysicianTelephoneNumbers", "PerformingPhysicianName", "OperatorsName", "PhysiciansOfRecord",
-    "NameOfPhysiciansReadingStudy", "RequestingPhysician", "StationName", "DeviceSerialNumber",
-    "SeriesDate", "AcquisitionDate", "ContentDate", "SeriesTime", "AcquisitionTime", "ContentTime",
-    "AcquisitionDateTime", "InstanceCreationDate", "InstanceCreationTime", "InstanceCreatorUID",
-    "StudyDescription", "SeriesDescription", "ImageComments", "ProtocolName", "RequestAttributesSequence",
-    "PerformedProcedureStepID", "PerformedProcedureStepDescription", "PerformedProcedureStepStartDate",
-    "PerformedProcedureStepStartTime", "ScheduledProcedureStepDescription", "ReferencedStudySequence",
-    "ReferencedPerformedProcedureStepSequence", "ReferencedImageSequence", "SourceImageSequence",
-    "AdmittingDiagnosesDescription", "DerivationDescription", "FrameComments", "TextComments",
-    "RequestedProcedureDescription", "ContrastBolusAgent", "StorageMediaFileSetUID", "IrradiationEventUID",
-)
-_UIDS_REPLACED = ("StudyInstanceUID", "FrameOfReferenceUID", "SynchronizationFrameOfReferenceUID")
+def deidentify(ds, uids: UIDMapper, dates: DateShifter | None = None):
+    """The de-identified copy of ``ds`` (see `adapters.filter2noise.deid`: an allow-list applied at
+    every depth, every UID remapped, dates shifted, a fresh file meta)."""
+    return deidentified_copy(ds, uids, dates or DateShifter())
 
 
-class UIDMapper:
-    """Replacement UIDs, consistent within one export (one salt), unlinkable across exports."""
-
-    def __init__(self, salt: str | None = None):
-        self.salt = salt or secrets.token_hex(16)
-
-    def __call__(self, original: str, purpose: str = "") -> str:
-        from pydicom.uid import generate_uid
-
-        return generate_uid(entropy_srcs=[self.salt, purpose, str(original)])
-
-
-def deidentify(ds, uids: UIDMapper) -> None:
-    """In place: the basic profile's removals, UID replacement, private tags and overlays gone."""
-    for keyword in _EMPTY:
-        if keyword in ds:
-            ds.data_element(keyword).value = ""
-    for keyword in _REMOVE:
-        if keyword in ds:
-            delattr(ds, keyword)
-    for keyword in _UIDS_REPLACED:
-        if keyword in ds:
-            setattr(ds, keyword, uids(ds.data_element(keyword).value, keyword))
-    ds.remove_private_tags()
-    for tag in [t for t in ds.keys() if (t.group & 0xFF00) in (0x5000, 0x6000)]:
-        del ds[tag]  # curves and overlays can carry burned-in text
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = "PS3.15 Basic Profile (Adapter Studio)"
-    from pydicom.dataset import Dataset
-
-    code = Dataset()
-    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "113100", "DCM", "Basic Application Confidentiality Profile"
-    ds.DeidentificationMethodCodeSequence = [code]
+KEPT_NOTE = "NOT DE-IDENTIFIED: patient identifiers were kept at the user's request."
 
 
 def _stored_values(hu: np.ndarray, slope: float, intercept: float) -> tuple[np.ndarray, bool]:
@@ -306,15 +257,21 @@ def _stored_values(hu: np.ndarray, slope: float, intercept: float) -> tuple[np.n
     return np.clip(stored, lo, hi).astype(np.int16 if signed else np.uint16), signed
 
 
-def save_dicom(source: CTSlice, denoised_hu: np.ndarray, path, *, keep_identifiers: bool = False,
+def save_dicom(source: CTSlice, denoised_hu: np.ndarray, path, *, keep_identifiers=False,
                description: str = "Denoised with Filter2Noise", series_description: str = "Denoised (Filter2Noise)",
-               uids: UIDMapper | None = None) -> Path:
+               uids: UIDMapper | None = None, dates: DateShifter | None = None) -> Path:
     """The denoised slice as DICOM with the source's geometry and rescale.
 
-    New SOP and Series Instance UIDs, ImageType DERIVED\\SECONDARY, a derivation description, and
-    unless ``keep_identifiers`` the basic-profile de-identification. A frame of a multi-frame file
-    is written as a one-frame object of the same class.
+    New SOP and Series Instance UIDs, ImageType DERIVED\\SECONDARY and a derivation description.
+    De-identified by default (`deid`: PS3.15 basic profile as an allow-list, one ``uids`` mapper and
+    one ``dates`` offset per export; pass the same ones for every slice of a series).
+    ``keep_identifiers`` (parsed strictly: the string "false" is False) keeps the source's
+    attributes and says so in the file (PatientIdentityRemoved NO, DerivationDescription and
+    ImageComments). A frame of a multi-frame file is written as a one-frame object of the same class.
     """
+    from adapters.filter2noise.config import check_flag
+
+    keep = check_flag(keep_identifiers, "Keep patient identifiers")
     if source.dataset is None:
         raise BadInput("DICOM output needs a DICOM input (it copies the geometry and rescale from it).")
     ds = copy.deepcopy(source.dataset)
@@ -330,22 +287,36 @@ def save_dicom(source: CTSlice, denoised_hu: np.ndarray, path, *, keep_identifie
             ds.PerFrameFunctionalGroupsSequence = [per_frame[source.frame]]
     original_sop = str(ds.get("SOPInstanceUID", ""))
     original_series = str(ds.get("SeriesInstanceUID", ""))
-    if not keep_identifiers:
-        deidentify(ds, uids)
+    if not keep:
+        ds = deidentify(ds, uids, dates)
     stored, signed = _stored_values(denoised_hu, slope, intercept)
     ds.set_pixel_data(stored, photometric_interpretation="MONOCHROME2", bits_stored=16, generate_instance_uid=False)
     ds.PixelRepresentation = 1 if signed else 0
-    ds.SOPInstanceUID = uids(original_sop + f"/frame{source.frame}", "SOPInstanceUID")
+    if "NumberOfFrames" in source.dataset:  # a multi-frame IOD needs it (set_pixel_data drops it for one frame)
+        ds.NumberOfFrames = 1
+    ds.SOPInstanceUID = uids(original_sop + f"/frame{source.frame}")
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.SeriesInstanceUID = uids(original_series, "SeriesInstanceUID")
+    ds.SeriesInstanceUID = uids(original_series)
     image_type = list(ds.get("ImageType", ["DERIVED", "SECONDARY"]))
-    image_type[:2] = ["DERIVED", "SECONDARY"]
+    if str(ds.get("SOPClassUID", "")) in ENHANCED_CLASSES:
+        # Enhanced CT: value 2 is enumerated (PRIMARY only); the frame types say DERIVED too
+        image_type[:1] = ["DERIVED"]
+        for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+            for group in ds.get(groups) or []:
+                for frame_type in group.get("CTImageFrameTypeSequence") or []:
+                    if frame_type.get("FrameType"):
+                        frame_type.FrameType = ["DERIVED"] + list(frame_type.FrameType)[1:]
+    else:
+        image_type[:2] = ["DERIVED", "SECONDARY"]
     ds.ImageType = image_type
-    ds.DerivationDescription = description[:1024]
     ds.SeriesDescription = series_description[:64]
-    if keep_identifiers:
+    if keep:
+        description = f"{description}. {KEPT_NOTE}"
+        ds.ImageComments = KEPT_NOTE
+        ds.PatientIdentityRemoved = "NO"
         today = _dt.datetime.now()
         ds.ContentDate, ds.ContentTime = today.strftime("%Y%m%d"), today.strftime("%H%M%S")
+    ds.DerivationDescription = description[:1024]
     ds.save_as(str(path), enforce_file_format=True)
     return Path(path)
 

@@ -293,6 +293,15 @@ def fit(noisy_hu: np.ndarray, settings: FitSettings | None = None, config: F2NCo
             torch.set_num_threads(previous)
 
 
+def warmup_fraction(iterations: int, fraction: float = 0.1) -> float:
+    """OneCycleLR's warm-up fraction. Its warm-up phase ends at step ``fraction * iterations - 1``;
+    where that is exactly 0 (10 iterations at 0.1) the schedule divides by zero, so the warm-up
+    gets two steps there instead. Every other count keeps the usual 10%."""
+    if float(fraction * iterations) - 1 == 0:
+        return 2.0 / iterations
+    return fraction
+
+
 def _fit(noisy_hu, s: FitSettings, config, init_state, on_step, device) -> FitResult:
     import time
 
@@ -310,7 +319,8 @@ def _fit(noisy_hu, s: FitSettings, config, init_state, on_step, device) -> FitRe
     dog = dog_kernel().to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     iterations = max(int(s.iterations), 1)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=s.lr, total_steps=iterations, pct_start=0.1)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=s.lr, total_steps=iterations,
+                                                    pct_start=warmup_fraction(iterations))
     h, w = x.shape[-2:]
     crop_h, crop_w = min(s.crop, h), min(s.crop, w)
     crop_h, crop_w = crop_h - crop_h % 2, crop_w - crop_w % 2

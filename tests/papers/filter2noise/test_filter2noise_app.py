@@ -54,7 +54,7 @@ def test_api_denoise_edit_reset_and_bad_input(studio_client, tmp_path):
     rmse = lambda a: float(np.sqrt(np.mean((a - reference) ** 2)))
     assert rmse(denoised) < 0.75 * rmse(noisy), (rmse(denoised), rmse(noisy))
     dicom = pydicom.dcmread(files["dcm"])
-    assert str(dicom.PatientName) == "" and dicom.PatientIdentityRemoved == "YES"
+    assert str(dicom.PatientName) == "ANONYMOUS^PATIENT" and dicom.PatientIdentityRemoved == "YES"
     np.testing.assert_allclose(load_slice(files["dcm"]).hu, np.rint(denoised), atol=0.51)
 
     out = studio_client.predict(None, "40,40,80,80", 3.0, WINDOW, 400, 40, False, api_name="/filter2noise_edit")
@@ -69,6 +69,14 @@ def test_api_denoise_edit_reset_and_bad_input(studio_client, tmp_path):
     out = studio_client.predict(WINDOW, 400, 40, False, api_name="/filter2noise_reset")
     reset = np.load([p for p in (_path(d) for d in out[6]) if p.endswith(".npy")][0])
     np.testing.assert_array_equal(reset, denoised)
+
+    # the string "false" through the API is False: the DICOM stays de-identified; junk is refused
+    for spelling in ("false", "False", "0", "no"):
+        out = studio_client.predict(WINDOW, 400, 40, spelling, api_name="/filter2noise_reset")
+        dicom = pydicom.dcmread([p for p in (_path(d) for d in out[6]) if p.endswith(".dcm")][0])
+        assert dicom.PatientIdentityRemoved == "YES" and "de-identified" in out[7], spelling
+    with pytest.raises(AppError, match="must be yes or no"):
+        studio_client.predict(WINDOW, 400, 40, "maybe", api_name="/filter2noise_reset")
 
     for name, message in (("notes.txt", "Invalid file type"), ("notes.png", "not a file the CT tab can read"),
                           ("notes.dcm", "corrupt or truncated")):
@@ -106,3 +114,63 @@ def test_baselines_run_and_are_scored_against_the_reference():
         assert image.shape == noisy.shape and "PSNR" in caption
     oracle = next(image for name, image, _ in results if "upper bound" in name)
     assert np.sqrt(np.mean((oracle - reference) ** 2)) < 0.8 * np.sqrt(np.mean((noisy - reference) ** 2))
+
+
+def test_a_box_outside_the_slice_is_refused_naming_the_slice_size():
+    assert pick_region(None, "120,120,300,300", (128, 128)).sum() == 8 * 8  # clipped to the slice
+    assert pick_region(None, "30,20,10,5", (128, 128)).sum() == 20 * 15  # corners in any order
+    for box in ("200,200,300,300", "-50,-50,-10,-10", "0,130,50,160", "300,10,200,40"):
+        with pytest.raises(BadInput, match="lies outside the 128x128 slice"):
+            pick_region(None, box, (128, 128))
+    with pytest.raises(BadInput, match="empty inside the 128x128 slice"):
+        pick_region(None, "10,10,10,40", (128, 128))
+
+
+def _session(shape=(48, 48)):
+    from adapters.filter2noise import modeling as f2n
+    from adapters.filter2noise.inference import Session
+    from adapters.filter2noise.io import CTSlice
+
+    noisy = np.random.default_rng(0).normal(0, 20, shape).astype(np.float32)
+    state = f2n.apply_model(f2n.fit(noisy, f2n.FitSettings(iterations=2)).model, noisy)
+    return Session(CTSlice(noisy), state)
+
+
+def test_measuring_needs_a_region_big_enough_for_a_noise_estimate():
+    import gradio as gr
+
+    import tabs.filter2noise as tab
+    from adapters.filter2noise.inference import MIN_MEASURE_PIXELS, region_stats
+
+    session = _session()
+    for box, pixels in (("10,10,11,11", 1), ("10,10,13,15", 15)):
+        with pytest.raises(gr.Error, match=f"The region has {pixels} pixels?; a noise estimate needs at least 16"):
+            tab.measure_region(None, box, session)
+    region = np.zeros((48, 48), bool)
+    region[10:14, 10:14] = True  # 16 px: enough
+    stats = region_stats(session, region)
+    assert stats["pixels"] == MIN_MEASURE_PIXELS and stats["noisy"]["cnr"] < 100
+    assert "CNR" in tab.measure_region(None, "10,10,14,14", session)
+    with pytest.raises(gr.Error, match="lies outside the 48x48 slice"):
+        tab.measure_region(None, "100,100,120,120", session)
+
+
+def test_every_iteration_count_trains_including_the_slider_minimum():
+    """OneCycleLR divided by zero at exactly 10 iterations (its warm-up ended at step 0)."""
+    import torch
+
+    from adapters.filter2noise import modeling as f2n
+    from adapters.filter2noise.config import MAX_ITERATIONS
+
+    for n in list(range(1, 41)) + [100, MAX_ITERATIONS]:
+        p = torch.nn.Parameter(torch.zeros(1))
+        optimizer = torch.optim.AdamW([p], lr=1e-3)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-3, total_steps=n,
+                                                        pct_start=f2n.warmup_fraction(n))
+        for _ in range(n):
+            optimizer.step()
+            scheduler.step()
+    assert f2n.warmup_fraction(100) == 0.1 and f2n.warmup_fraction(10) == 0.2
+    noisy = np.random.default_rng(1).normal(0, 20, (32, 32)).astype(np.float32)
+    result = f2n.fit(noisy, f2n.FitSettings(iterations=10))
+    assert len(result.losses) == 10 and all(np.isfinite(result.losses))

@@ -31,6 +31,6 @@ def test_cli_denoises_a_folder_as_one_series(tmp_path, capsys):
     assert [int(b.InstanceNumber) for b in back] == [1, 2]  # ordered by instance number
     assert len({b.SeriesInstanceUID for b in back}) == 1 and len({b.StudyInstanceUID for b in back}) == 1
     assert back[0].SeriesInstanceUID != ct.SeriesInstanceUID
-    assert all(str(b.PatientName) == "" for b in back)
+    assert all(str(b.PatientName) == "ANONYMOUS^PATIENT" and b.PatientIdentityRemoved == "YES" for b in back)
     noisy_in = load_slice(src / f"{ct.PatientName}_1.dcm").hu
     assert np.abs(load_slice(files[0]).hu - noisy_in).mean() > 1.0  # it really was filtered

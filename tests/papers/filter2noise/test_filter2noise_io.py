@@ -37,7 +37,7 @@ def test_dicom_round_trip_keeps_hu_geometry_and_removes_identifiers(tmp_path):
     assert back.file_meta.MediaStorageSOPInstanceUID == back.SOPInstanceUID
     assert list(back.ImageType)[:2] == ["DERIVED", "SECONDARY"]
     assert "Filter2Noise" in back.DerivationDescription
-    assert str(back.PatientName) == "" and back.PatientID == "" and back.PatientBirthDate == ""
+    assert str(back.PatientName) == "ANONYMOUS^PATIENT" and back.PatientID == "ANONYMOUS" and back.PatientBirthDate == ""
     assert "InstitutionName" not in back and "OperatorsName" not in back
     assert back.PatientIdentityRemoved == "YES"
     assert not any(tag.is_private for tag in back.keys())
