@@ -103,6 +103,34 @@ def _device_text(device: str, fit_settings) -> str:
     return device
 
 
+# --- Markdown for the tab's tables ---------------------------------------------------------------
+
+def metrics_markdown(session) -> str:
+    from adapters.filter2noise.metrics import METRIC_RANGE_HU, reference_metrics
+
+    if session.reference is None:
+        return ("No reference image: PSNR/SSIM need one. Mark a region of uniform tissue (brush or box) and "
+                "press **Measure region** for noise SD and CNR.")
+    rows = [("Noisy input", session.noisy_hu), ("Filter2Noise", session.denoised_hu)]
+    lines = [f"PSNR and SSIM against the reference over {METRIC_RANGE_HU[0]:.0f}..{METRIC_RANGE_HU[1]:.0f} HU "
+             f"(data range {METRIC_RANGE_HU[1] - METRIC_RANGE_HU[0]:.0f} HU):", "",
+             "| Image | PSNR (dB) | SSIM |", "|---|---|---|"]
+    for name, image in rows:
+        p, s = reference_metrics(image, session.reference)
+        lines.append(f"| {name} | {p:.2f} | {s:.4f} |")
+    return "\n".join(lines)
+
+
+def region_markdown(stats: dict) -> str:
+    lines = [f"Region: {stats['pixels']} pixels; CNR against a ring 4-12 px around it ({stats['ring_pixels']} px).", "",
+             "| Image | Mean (HU) | Noise SD (HU) | CNR |", "|---|---|---|---|"]
+    for name in ("noisy", "denoised"):
+        e = stats[name]
+        cnr = f"{e['cnr']:.2f}" if "cnr" in e else "n/a"
+        lines.append(f"| {name} | {e['mean']:.1f} | {e['sd']:.1f} | {cnr} |")
+    return "\n".join(lines)
+
+
 # --- handlers (UI events and API endpoints) -----------------------------------------------------
 
 @friendly("Denoising")
@@ -110,8 +138,8 @@ def run(file, reference_file=None, frame=None, window=SOFT, width=400, level=40,
         iterations=None, edge_weight=250.0, keep_identifiers=False, progress=gr.Progress()):
     """Validate here (web process), then one device call: train the sigma predictor on the slice."""
     from adapters.filter2noise.config import DEFAULT_ITERATIONS, DenoiseRequest, check_settings
-    from adapters.filter2noise.inference import Session, check_reference, metrics_markdown
     from adapters.filter2noise.io import load_slice
+    from adapters.filter2noise.metrics import Session, check_reference
 
     _window(window, width, level)
     keep = _keep_flag(keep_identifiers)
@@ -141,7 +169,6 @@ def _require(session):
 
 
 def _rerendered(session, window, width, level, keep_identifiers, seconds, what):
-    from adapters.filter2noise.inference import metrics_markdown
 
     keep = _keep_flag(keep_identifiers)
     pair, residual, figure, editor = _views(session, window, width, level)
@@ -159,7 +186,7 @@ def edit_region(editor, box="", factor=1.5, window=SOFT, width=400, level=40,
 
     from adapters.filter2noise import modeling as f2n
     from adapters.filter2noise.config import check_factor
-    from adapters.filter2noise.inference import pick_region
+    from adapters.filter2noise.metrics import pick_region
 
     session = _require(session)
     _keep_flag(keep_identifiers)
@@ -198,7 +225,7 @@ def rewindow(window=SOFT, width=400, level=40, session=None):
 
 @friendly("Measuring the region")
 def measure_region(editor, box="", session=None):
-    from adapters.filter2noise.inference import pick_region, region_markdown, region_stats
+    from adapters.filter2noise.metrics import pick_region, region_stats
 
     session = _require(session)
     region = pick_region(editor, box, session.state.multiplier.shape)
@@ -208,7 +235,7 @@ def measure_region(editor, box="", session=None):
 @friendly("The baselines")
 def baselines(window=SOFT, width=400, level=40, session=None, progress=gr.Progress()):
     """One device call with the slice (and reference) as plain arrays; captions are made here."""
-    from adapters.filter2noise.inference import baseline_captions, baselines_request
+    from adapters.filter2noise.metrics import baseline_captions, baselines_request
     from adapters.filter2noise.viz import windowed
 
     session = _require(session)

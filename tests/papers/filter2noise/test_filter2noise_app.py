@@ -6,8 +6,8 @@ import pydicom
 import pytest
 
 from adapters.common.errors import BadInput
-from adapters.filter2noise.inference import pick_region, region_from_editor
 from adapters.filter2noise.io import load_slice
+from adapters.filter2noise.metrics import pick_region, region_from_editor
 from adapters.filter2noise.modeling import estimate_noise_hu
 
 ASSETS = __import__("pathlib").Path(__file__).resolve().parents[3] / "assets" / "filter2noise"
@@ -99,8 +99,8 @@ def test_sigma_colours_are_fixed_not_stretched_per_image():
 
 def test_baselines_run_and_are_scored_against_the_reference():
     from adapters.filter2noise import modeling as f2n
-    from adapters.filter2noise.inference import Session, run_baselines
     from adapters.filter2noise.io import CTSlice
+    from adapters.filter2noise.metrics import Session, run_baselines
 
     rng = np.random.default_rng(0)
     reference = np.zeros((48, 48), np.float32)
@@ -128,8 +128,8 @@ def test_a_box_outside_the_slice_is_refused_naming_the_slice_size():
 
 def _session(shape=(48, 48)):
     from adapters.filter2noise import modeling as f2n
-    from adapters.filter2noise.inference import Session
     from adapters.filter2noise.io import CTSlice
+    from adapters.filter2noise.metrics import Session
 
     noisy = np.random.default_rng(0).normal(0, 20, shape).astype(np.float32)
     state = f2n.apply_model(f2n.fit(noisy, f2n.FitSettings(iterations=2)).model, noisy)
@@ -140,7 +140,7 @@ def test_measuring_needs_a_region_big_enough_for_a_noise_estimate():
     import gradio as gr
 
     import tabs.filter2noise as tab
-    from adapters.filter2noise.inference import MIN_MEASURE_PIXELS, region_stats
+    from adapters.filter2noise.metrics import MIN_MEASURE_PIXELS, region_stats
 
     session = _session()
     for box, pixels in (("10,10,11,11", 1), ("10,10,13,15", 15)):
