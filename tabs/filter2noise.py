@@ -278,7 +278,7 @@ def build() -> None:
     from adapters.filter2noise.viz import CUSTOM, WINDOWS
 
     shell = Shell(INFO)
-    session = gr.State(None)
+    session = shell.session_state()
     params = shell.header(PARAMS_NOTE)
     with gr.Row():
         with gr.Column(scale=1):
