@@ -13,7 +13,7 @@ from adapters.kangaroo.config import (
     DEFAULT_GAMMA,
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_THRESHOLD,
-    EXIT_SLIDER_MAX,
+    EXIT_CHOICES,
     MAX_GAMMA,
     MAX_NEW_TOKENS,
     MAX_PROMPT_CHARS,
@@ -37,6 +37,10 @@ SPAN_STYLE = {
 SPAN_TITLE = {"draft": "drafted by layers 1..k + adapter, accepted by the full model", "full": "from the full model"}
 
 
+def prompt_view(prompt: str, chat: bool) -> str:
+    return f"[user] {prompt}\n[assistant] " if chat else prompt
+
+
 def colored_html(prompt: str, pieces: list[str], sources: list[str]) -> str:
     spans = [f'<span class="kg-prompt" style="{SPAN_STYLE["prompt"]}">{html.escape(prompt)}</span>']
     for piece, source in zip(pieces, sources):
@@ -57,18 +61,33 @@ def stats_markdown(out) -> str:
     row("tokens per verification pass", lambda r: f"{r.tokens_per_pass:.2f}", "1.00")
     row("layer evaluations per token", lambda r: f"{r.layer_evals_per_token:.1f}", f"{out.num_layers}")
     row("wall time", lambda r: f"{r.seconds:.3f} s", f"{greedy.seconds:.3f} s")
+    row("ms per token", lambda r: f"{1e3 * r.seconds / max(1, len(r.tokens)):.1f}",
+        f"{1e3 * greedy.seconds / max(1, len(greedy.tokens)):.1f}")
     row("speedup over plain greedy", lambda r: f"**{greedy.seconds / r.seconds:.2f}x**", "1.00x")
+    hf = out.hf_generate
+    hf_ms = 1e3 * hf.seconds / max(1, len(hf.tokens))
+    row("speedup over transformers `generate`", lambda r: f"{hf_ms / (1e3 * r.seconds / max(1, len(r.tokens))):.2f}x",
+        f"{hf_ms / (1e3 * greedy.seconds / max(1, len(greedy.tokens))):.2f}x")
+    same = "same tokens" if hf.tokens == greedy.tokens else "different tokens (a near-tie in float32)"
+    rows.append(f"\ntransformers `generate` (greedy) took {hf.seconds:.3f} s, {hf_ms:.1f} ms per token ({same}); "
+                f"draft head: {out.draft_vocab_size:,} most frequent tokens" if out.draft_vocab_size else
+                f"\ntransformers `generate` (greedy) took {hf.seconds:.3f} s, {hf_ms:.1f} ms per token ({same}).")
     return "\n".join(rows)
 
 
 @friendly("Decoding")
-def run(prompt, max_new_tokens, exit_layer, threshold, gamma, progress=gr.Progress()):
-    """Returns (coloured output with adapter, coloured output bare exit, stats table, status, JSON file)."""
+def run(prompt, max_new_tokens, exit_layer, threshold, gamma, chat=True, progress=gr.Progress()):
+    """Returns (coloured output with adapter, coloured output bare exit, stats table, status, JSON file).
+
+    With `chat` the prompt is sent as a user message through the model's chat template (the model is
+    an instruction-tuned one); without, the model continues the text as it is."""
     with stopwatch() as elapsed:
         loaded = get_model(SPEC)
         bundle = loaded.value
+        chat = bool(chat) and bundle.codec.has_chat
         # Everything is checked here, in the web process, before any device work.
-        request = make_request(prompt, max_new_tokens, exit_layer, threshold, gamma, encode=bundle.codec.encode,
+        request = make_request(prompt, max_new_tokens, exit_layer, threshold, gamma,
+                               encode=bundle.codec.encode_chat if chat else bundle.codec.encode,
                                exits=bundle.adapters, context=bundle.context_length)
         device_run = call_device(KEY, "run", request, progress)
     out = device_run.result
@@ -76,7 +95,7 @@ def run(prompt, max_new_tokens, exit_layer, threshold, gamma, progress=gr.Progre
     ids = list(out.prompt_ids)
     views = []
     for result in (out.adapter, out.bare):
-        views.append(colored_html(prompt, codec.pieces(ids, result.tokens), result.sources))
+        views.append(colored_html(prompt_view(prompt, chat), codec.pieces(ids, result.tokens), result.sources))
     adapter, greedy = out.adapter, out.greedy
     identical = "yes" if adapter.tokens == greedy.tokens else "no"
     extra = (f"Kangaroo {adapter.seconds:.2f} s vs plain greedy {greedy.seconds:.2f} s "
@@ -87,10 +106,12 @@ def run(prompt, max_new_tokens, exit_layer, threshold, gamma, progress=gr.Progre
     path = download_path("kangaroo_result.json")
     path.write_text(json.dumps({
         "prompt": prompt, "settings": {"max_new_tokens": request.max_new_tokens, "exit_layer": request.exit_layer,
-                                       "threshold": request.threshold, "gamma": request.gamma},
+                                       "threshold": request.threshold, "gamma": request.gamma, "chat_template": chat,
+                                       "draft_vocabulary": out.draft_vocab_size or "full"},
         "text": codec.decode(adapter.tokens), "tokens": adapter.tokens, "sources": adapter.sources,
         "greedy_tokens": greedy.tokens, "identical_to_greedy": adapter.tokens == greedy.tokens,
-        "seconds": {"kangaroo_adapter": adapter.seconds, "kangaroo_bare_exit": out.bare.seconds, "greedy": greedy.seconds},
+        "seconds": {"kangaroo_adapter": adapter.seconds, "kangaroo_bare_exit": out.bare.seconds, "greedy": greedy.seconds,
+                    "transformers_generate": out.hf_generate.seconds},
         "acceptance_rate": {"adapter": adapter.acceptance_rate, "bare_exit": out.bare.acceptance_rate},
         "tokens_per_pass": {"adapter": adapter.tokens_per_pass, "bare_exit": out.bare.tokens_per_pass},
         "device": device_run.device, "model": out.model,
@@ -102,22 +123,23 @@ kangaroo_generate = run  # the handler's name before the shared tab contract
 
 
 EXAMPLES = [
-    ["def read_config(path):\n    \"\"\"Read a configuration file and return a dict.\"\"\"\n", 64, 1, 0.05, 3],
-    ["class Stack:\n    \"\"\"A last-in, first-out stack.\"\"\"\n\n    def __init__(self):\n", 64, 2, 0.2, 4],
-    ["import os\nimport sys\n\n\ndef main(argv=None):\n", 96, 4, 0.1, 6],
-    ["    def __repr__(self):\n        return ", 48, 2, 0.5, 8],
+    ["Write a Python function that checks whether a number is prime.", 64, DEFAULT_EXIT, DEFAULT_THRESHOLD, DEFAULT_GAMMA, True],
+    ["def quicksort(arr):", 64, DEFAULT_EXIT, DEFAULT_THRESHOLD, DEFAULT_GAMMA, True],
+    ["Explain what a hash table is in two sentences.", 64, DEFAULT_EXIT, DEFAULT_THRESHOLD, DEFAULT_GAMMA, True],
+    ["Write a Python function that reverses the words of a sentence.", 64, DEFAULT_EXIT, DEFAULT_THRESHOLD, 6, True],
+    ["The capital of France is", 32, DEFAULT_EXIT, DEFAULT_THRESHOLD, DEFAULT_GAMMA, False],
 ]
 
 BAD_INPUTS = [
-    (["   ", 8, 2, 0.5, 6], "prompt is empty"),
-    ([None, 8, 2, 0.5, 6], "prompt is empty"),
-    (["def f():", 8, 2, 1.5, 6], "threshold must lie between 0 and 1"),
-    (["def f():", 8, 2.5, 0.5, 6], "No adapter was trained for exit layer 2.5"),
-    (["x = 1\n" * 200, 8, 2, 0.5, 6], "at most 160"),
-    (["def f():", 8, 9, 0.5, 6], "No adapter was trained for exit layer 9"),
-    (["def f():", 500, 2, 0.5, 6], "from 1 to 128"),
-    (["def f():", 8, 2, 0.5, 0], "gamma"),
-    (["def f():", "many", 2, 0.5, 6], "Set a value for max new tokens"),
+    (["   ", 8, 2, 0.5, 6, True], "prompt is empty"),
+    ([None, 8, 2, 0.5, 6, True], "prompt is empty"),
+    (["def f():", 8, 2, 1.5, 6, True], "threshold must lie between 0 and 1"),
+    (["def f():", 8, 2.5, 0.5, 6, True], "No adapter was trained for exit layer 2.5"),
+    (["x = 1\n" * 300, 8, 2, 0.5, 6, True], "at most 256"),
+    (["def f():", 8, 9, 0.5, 6, True], "No adapter was trained for exit layer 9"),
+    (["def f():", 500, 2, 0.5, 6, True], "from 1 to 128"),
+    (["def f():", 8, 2, 0.5, 0, True], "gamma"),
+    (["def f():", "many", 2, 0.5, 6, True], "Set a value for max new tokens"),
 ]
 
 
@@ -126,12 +148,13 @@ def build() -> None:
     params = shell.header("(adapter of one exit layer; each exit layer has its own)")
     with gr.Row():
         with gr.Column(scale=2):
-            prompt = gr.Textbox(label="Prompt (the start of some Python code)", lines=6, max_length=MAX_PROMPT_CHARS,
-                                value=EXAMPLES[0][0])
+            prompt = gr.Textbox(label="Prompt (a question, an instruction or some code)", lines=6,
+                                max_length=MAX_PROMPT_CHARS, value=EXAMPLES[0][0])
+            chat = gr.Checkbox(value=True, label="Send as a chat message (the model's chat template); off: continue the text")
             with gr.Row():
                 max_new = gr.Slider(1, MAX_NEW_TOKENS, value=DEFAULT_MAX_NEW_TOKENS, step=1, label="Max new tokens")
-                exit_layer = gr.Slider(1, EXIT_SLIDER_MAX, value=DEFAULT_EXIT, step=1,
-                                       label="Exit layer k (draft = layers 1..k + adapter)")
+                exit_layer = gr.Dropdown(list(EXIT_CHOICES), value=DEFAULT_EXIT,
+                                         label="Exit layer k (draft = layers 1..k + adapter)")
             with gr.Row():
                 threshold = gr.Slider(0.0, 1.0, value=DEFAULT_THRESHOLD, step=0.05,
                                       label="Confidence threshold (stop drafting below it)")
@@ -148,7 +171,7 @@ def build() -> None:
             gr.Markdown("**Adapter off: drafting with the bare exit** (layers 1..k + final norm + head)")
             bare = gr.HTML()
     download = gr.File(label="Download tokens, sources and timings (JSON)")
-    inputs = [prompt, max_new, exit_layer, threshold, gamma]
+    inputs = [prompt, max_new, exit_layer, threshold, gamma, chat]
     shell.examples(EXAMPLES, inputs, label="Examples (one click fills the inputs; then Generate)")
     shell.figures()
     shell.on_run(button, run, inputs, [with_adapter, bare, stats, status, download], params=params,

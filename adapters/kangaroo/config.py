@@ -1,5 +1,5 @@
-"""The bundled model's architecture, the per-request settings (`Request`) and their limits, which
-the tab's sliders read. No torch import: the web process validates here before any device work."""
+"""The per-request settings (`Request`) and their limits, which the tab's inputs read, and the
+defaults measured best by the bench. No torch import: the web process validates here before any device work."""
 from __future__ import annotations
 
 import math
@@ -8,29 +8,15 @@ from typing import Callable, Iterable
 
 from adapters.common.errors import BadInput
 
-# The bundled Llama (saved as `llama_config` in assets/kangaroo/model.json next to its weights).
-BUNDLED_CONFIG = dict(
-    vocab_size=4096,
-    hidden_size=128,
-    intermediate_size=384,
-    num_hidden_layers=12,
-    num_attention_heads=4,
-    num_key_value_heads=4,
-    max_position_embeddings=1024,
-    rope_theta=10000.0,
-    tie_word_embeddings=True,
-    rms_norm_eps=1e-5,
-)
-
 # Limits of one request (the sliders' ranges) and the tab's defaults.
 MAX_PROMPT_CHARS = 2000
-MAX_PROMPT_TOKENS = 160
+MAX_PROMPT_TOKENS = 256  # after the chat template (its system prompt is about 30 tokens)
 MAX_NEW_TOKENS = 128
 MAX_GAMMA = 12
-EXIT_SLIDER_MAX = 4  # the bundled model has adapters for exit layers 1..4
-DEFAULT_EXIT = 1
+EXIT_CHOICES = (2,)  # exit layers the bundled adapter file has an adapter for
+DEFAULT_EXIT = 2
 DEFAULT_MAX_NEW_TOKENS = 64
-DEFAULT_THRESHOLD = 0.05
+DEFAULT_THRESHOLD = 0.5
 DEFAULT_GAMMA = 3
 
 
@@ -58,10 +44,11 @@ def _whole(value: float) -> bool:
 
 def make_request(prompt, max_new_tokens, exit_layer, threshold, gamma, *, encode: Callable[[str], list[int]],
                  exits: Iterable[int], context: int) -> Request:
-    """Validate the tab's inputs against the loaded model (its tokenizer, the exit layers it has
-    adapters for, its context length) and build the `Request`; `BadInput` says what is wrong."""
+    """Validate the tab's inputs against the loaded model (its tokenizer, plain or through the chat
+    template, the exit layers it has adapters for, its context length) and build the `Request`;
+    `BadInput` says what is wrong."""
     if not isinstance(prompt, str) or not prompt.strip():
-        raise BadInput("The prompt is empty: type the start of some Python code or pick an example.")
+        raise BadInput("The prompt is empty: type a question, an instruction or some code, or pick an example.")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise BadInput(f"The prompt is {len(prompt):,} characters long; this demo takes at most {MAX_PROMPT_CHARS:,}.")
     for name, value in (("max new tokens", max_new_tokens), ("exit layer", exit_layer), ("gamma", gamma), ("threshold", threshold)):

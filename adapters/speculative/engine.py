@@ -251,15 +251,18 @@ class Drafter:
     cache slots the drafter needs beyond the model's own (they come after the model's layers).
     Per request, `bind` gets the runner and the cache; `extend` takes the shared layers' hidden
     states of new positions (starting at ``position``), updates the drafter's own state and returns
-    its features; `logits` turns the last position's features into next-token logits. `extend` runs
-    for every position (the prompt included); `logits` only where drafting continues.
+    its features; `logits` turns the last position's features into next-token logits and `propose`
+    into the drafted token and its probability (over ``draft_vocab`` only, when set). `extend` runs
+    for every position (the prompt included); `propose` only where drafting continues.
     """
 
     shared_layers: int = 0
     cache_slots: int = 0
+    draft_vocab: torch.Tensor | None = None  # token ids of a trimmed draft head (None: the full head)
 
     def bind(self, runner: "LayerRunner", cache: KVCache) -> None:
         self.runner, self.cache = runner, cache
+        self.trimmed = TrimmedHead(runner, self.draft_vocab) if self.draft_vocab is not None else None
 
     def extend(self, shallow: torch.Tensor, position: int) -> torch.Tensor:
         raise NotImplementedError
@@ -267,12 +270,46 @@ class Drafter:
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         return self.runner.head_logits(features[:, -1])
 
+    def propose(self, features: torch.Tensor) -> tuple[float, int]:
+        """The draft's next token and its probability (the second exit compares it with the
+        threshold). With ``draft_vocab`` set, the head is `TrimmedHead` over those ids."""
+        trimmed = getattr(self, "trimmed", None)
+        if trimmed is not None:
+            return trimmed.top(features[:, -1])
+        confidence, token = self.logits(features).softmax(-1).max(-1)
+        return confidence.item(), token.item()
+
+
+class TrimmedHead:
+    """A draft head over part of the vocabulary: the frozen LM head's rows for ``token_ids`` (the
+    most frequent tokens, say), as one transposed matrix. The draft can only propose those tokens
+    and its confidence is a softmax over them; verification still uses the full head, so the
+    output is unchanged, only drafting gets cheaper."""
+
+    def __init__(self, runner: "LayerRunner", token_ids: torch.Tensor):
+        head = runner.head
+        ids = token_ids.to(device=head.weight.device, dtype=torch.long)
+        fingerprint = f"rows:{len(ids)}:{int(ids.sum())}:{int((ids * torch.arange(len(ids), device=ids.device)).sum())}"
+        self.ids = ids
+        self.weight_t = _derived(head, fingerprint, lambda: head.weight[ids].t().contiguous())
+        bias = getattr(head, "bias", None)
+        self.bias = bias[ids] if bias is not None else None
+
+    def top(self, features: torch.Tensor) -> tuple[float, int]:
+        logits = features @ self.weight_t
+        if self.bias is not None:
+            logits = logits + self.bias
+        confidence, index = logits.softmax(-1).max(-1)
+        return confidence.item(), int(self.ids[index.item()])
+
 
 class EarlyExitDrafter(Drafter):
-    """The bare early exit: layers 1..k, then the model's own final norm and LM head."""
+    """The bare early exit: layers 1..k, then the model's own final norm and LM head (or the
+    trimmed head over ``draft_vocab``)."""
 
-    def __init__(self, exit_layer: int):
+    def __init__(self, exit_layer: int, draft_vocab: torch.Tensor | None = None):
         self.shared_layers = exit_layer
+        self.draft_vocab = draft_vocab
 
     def extend(self, shallow: torch.Tensor, position: int) -> torch.Tensor:
         return self.runner.norm(shallow)
@@ -280,7 +317,7 @@ class EarlyExitDrafter(Drafter):
 
 # --- decoding ----------------------------------------------------------------------------------
 
-PROGRESS_EVERY = 8  # report progress every this many new tokens (and at the end)
+PROGRESS_EVERY = 1  # report progress every this many new tokens (and at the end)
 
 
 def check_request(model: nn.Module, prompt_ids: list[int], max_new_tokens: int, max_length: int | None = None) -> int:
@@ -320,7 +357,7 @@ def _reporter(progress: Progress, max_new_tokens: int, text: str) -> Callable[[i
             return
         done = min(done, max_new_tokens)
         if finished or done // PROGRESS_EVERY > state["last"] // PROGRESS_EVERY:
-            progress(1.0 if finished else done / max_new_tokens, text)
+            progress(1.0 if finished else done / max_new_tokens, f"{text}: {done}/{max_new_tokens} tokens")
         state["last"] = done
 
     return report
@@ -419,12 +456,11 @@ def speculative_decode(model: nn.Module, drafter: Drafter, prompt_ids: list[int]
             features = drafter.extend(shallow, position + len(drafts))
             if len(drafts) >= min(gamma, room):
                 break
-            # The draft's top probability and token in one softmax and one max.
-            confidence, top_token = drafter.logits(features).softmax(-1).max(-1)
-            if confidence.item() < threshold:
+            confidence, top_token = drafter.propose(features)
+            if confidence < threshold:
                 break
-            drafts.append(top_token.item())
-            token = top_token[:, None]
+            drafts.append(top_token)
+            token = torch.tensor([[top_token]], device=device)
         deep = runner.run(torch.cat(shallow_states, dim=1), position, k, num_layers, cache)
         verdict = runner.logits(deep).argmax(-1)[0].tolist()
         accepted = 0

