@@ -1,4 +1,4 @@
-"""Camouflaged objects: FGSA, a frequency-guided spatial adapter on a frozen ViT, with editable rings."""
+"""Camouflaged objects: FGSA, a frequency-guided spatial adapter on a frozen DINOv2-S, with editable rings."""
 from __future__ import annotations
 
 import json
@@ -21,10 +21,10 @@ ASSET_DIR = bundled_dir(SPEC)
 EXAMPLE_DIR = ASSET_DIR / "examples"
 SITES = ("c1", "c2", "x1", "x2")
 SITE_LABELS = {
-    "c1": "c1: conv branch, 1/4 resolution",
-    "c2": "c2: conv branch, 1/8 resolution",
-    "x1": "x1: frozen tokens after blocks 1-2 (1/8)",
-    "x2": "x2: frozen tokens after blocks 3-4 (1/8)",
+    "c1": "c1: conv branch, 1/4 resolution (56x56)",
+    "c2": "c2: conv branch, 1/8 resolution (28x28)",
+    "x1": "x1: DINOv2 patch tokens after blocks 8-9 (16x16)",
+    "x2": "x2: DINOv2 patch tokens after blocks 10-11 (16x16)",
 }
 BANDS = BAND_NAMES
 
@@ -42,7 +42,7 @@ def _examples() -> list[list]:
 
 # rows of run's inputs: image, ground-truth mask, site, the five band scales (all_sites stays False)
 EXAMPLES = _examples()
-_FIRST = str(EXAMPLE_DIR / "00_spectral.png")
+_FIRST = EXAMPLES[0][0] if EXAMPLES else str(EXAMPLE_DIR / "00.png")
 BAD_INPUTS = [
     ([str(EXAMPLE_DIR / "examples.json"), None, "c1", 1, 1, 1, 1, 1], "not an image we can read"),
     ([_FIRST, None, "c1", 1, 1, 9, 1, 1], "between 0 and 4"),
@@ -120,8 +120,8 @@ def run(image_file, gt_file, site, dc, low, mid_low, mid_high, high, all_sites=F
 
 @friendly("Re-rendering")
 def rerender(state, site, dc, low, mid_low, mid_high, high, all_sites=False):
-    """A band edit: re-run only the adapter path from the cached frozen patch embedding (this
-    session's image); the frozen baseline is reused."""
+    """A band edit: re-run only the adapter path from the cached frozen prefix (this session's
+    image); the frozen baseline is reused."""
     if not state:
         raise BadInput("Run the segmentation first (pick an example or upload an image).")
     bundle = MODELS.get(SPEC).value  # already loaded by the run; its notice was shown then
@@ -132,7 +132,7 @@ def rerender(state, site, dc, low, mid_low, mid_high, high, all_sites=False):
                               all_sites=bool(all_sites))
         out = call_device(KEY, "rerender", request)
         panels, spectrum, before_after, metrics, bands_md, mask_file = _render(state, out.result.prob, out.result.site)
-    status = f"Re-rendered in {elapsed() * 1000:.0f} ms on {out.device} (frozen patch embedding and baseline cached for this session)."
+    status = f"Re-rendered in {elapsed() * 1000:.0f} ms on {out.device} (frozen prefix and baseline cached for this session)."
     return panels["adapter"], spectrum, before_after, metrics, bands_md, str(mask_file), status
 
 
@@ -168,7 +168,7 @@ def build() -> None:
             metrics = gr.Markdown()
             mask_file = gr.File(label="Predicted mask (PNG, original size)")
     shell.figures()
-    shell.examples(EXAMPLES, [image, gt, site, *sliders], label="Examples (synthetic held-out scenes)")
+    shell.examples(EXAMPLES, [image, gt, site, *sliders], label="Examples (held-out scenes: photographs and shapes never seen in training)")
 
     inputs = [image, gt, site, *sliders, all_sites]
     shell.on_run(button, run, inputs, [with_adapter, without, spectrum, attention, metrics, bands_md, mask_file, status, state],

