@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adapters.fgsa.data import _blur, _resize
+
 SIZE = 224
 MODES = ("scale", "texture")
 SPLITS = ("train", "heldout")
@@ -63,20 +65,6 @@ def photograph(name: str) -> np.ndarray:
         img = img[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
     lo, hi = np.percentile(img, (1, 99))
     return np.clip((img - lo) / max(float(hi - lo), 1e-6), 0, 1).astype(np.float32)
-
-
-def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    import cv2
-
-    h, w = size
-    interp = cv2.INTER_AREA if img.shape[0] > h else cv2.INTER_LINEAR
-    return cv2.resize(img, (w, h), interpolation=interp)
-
-
-def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
-    import cv2
-
-    return cv2.GaussianBlur(img, (0, 0), sigma)
 
 
 MIN_DETAIL = 0.035  # std of a window's high-pass (window minus its 3-px blur): no flat sky or wall
