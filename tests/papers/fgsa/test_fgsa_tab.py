@@ -94,6 +94,7 @@ def test_segment_and_rerender_on_first_example(tmp_path):
     assert "Re-rendered in" in edited[-1]
 
 
+@pytest.mark.slow
 @needs_weights
 def test_suppressing_the_relied_on_band_degrades_heldout_scenes():
     """Held-out scenes (photographs and shapes never seen in training): zeroing one frequency band

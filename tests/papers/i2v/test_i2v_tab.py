@@ -115,6 +115,7 @@ def held_out_runs(model):
     return pairs, sweep
 
 
+@pytest.mark.slow
 def test_adapter_improves_appearance_consistency_on_held_out_prompts(held_out_runs):
     pairs, _ = held_out_runs
     mean = lambda on, key: float(np.mean([r[key] for r in pairs[on]]))  # noqa: E731
@@ -126,6 +127,7 @@ def test_adapter_improves_appearance_consistency_on_held_out_prompts(held_out_ru
     assert mean(True, "background_psnr") > mean(False, "background_psnr") + 0.5
 
 
+@pytest.mark.slow
 def test_the_image_is_what_makes_it_this_picture(held_out_runs):
     """Against the frozen text-to-video model alone (same caption, no image): the animated first
     frame is the input (VAE-limited, measured 23.6 dB) where text alone lands far off (15.5 dB)."""
@@ -135,6 +137,7 @@ def test_the_image_is_what_makes_it_this_picture(held_out_runs):
     assert image > text_only + 5.0, (image, text_only)
 
 
+@pytest.mark.slow
 def test_motion_magnitude_rises_with_strength_and_first_frame_stays(held_out_runs):
     _, sweep = held_out_runs
     flows = [np.mean([r["flow"] for r in sweep[m]]) for m in sorted(sweep)]
