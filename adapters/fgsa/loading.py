@@ -48,9 +48,10 @@ def fgsa_config_from(config: dict) -> FGSAConfig:
     return FGSAConfig(**{k: v for k, v in config.items() if k in FGSAConfig.__dataclass_fields__})
 
 
-def attach(backbone, tensors: dict, config: dict) -> FGSANet:
-    """An FGSANet around `backbone` with the saved non-backbone weights."""
-    model = FGSANet(backbone, fgsa_config_from(config))
+def attach(backbone, tensors: dict, config: dict, model_class: type = FGSANet) -> FGSANet:
+    """An FGSANet (or subclass) around `backbone` with the saved non-backbone weights; a key mismatch
+    is an error, never a partly random model."""
+    model = model_class(backbone, fgsa_config_from(config))
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     missing = [k for k in missing if not k.startswith("backbone.")]
     if missing or unexpected:
@@ -84,12 +85,7 @@ def dino_backbone(source: str | None, config: dict):
 def attach_dino(backbone, tensors: dict, config: dict):
     from adapters.fgsa.dino import DinoFGSANet
 
-    model = DinoFGSANet(backbone, fgsa_config_from(config))
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    missing = [k for k in missing if not k.startswith("backbone.")]
-    if missing or unexpected:
-        raise RuntimeError(f"adapter weights do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    return model.eval()
+    return attach(backbone, tensors, config, DinoFGSANet)
 
 
 def _load_dino(directory: Path, frozen_source: str | None, source: str) -> FGSABundle:
