@@ -110,7 +110,7 @@ def _windows() -> tuple[str, ...]:
 
 
 def settings_note(settings: dict) -> str:
-    return f"Filter2Noise trains {int(settings.get('iterations', DEFAULT_ITERATIONS))} iterations per case."
+    return f"The trained method trains {int(settings.get('iterations', DEFAULT_ITERATIONS))} iterations per case."
 
 
 CT = StudyKind(

@@ -100,21 +100,21 @@ def _compute(kind: StudyKind, pixels: np.ndarray, design: StudyDesign, progress:
 
 
 def create_study(store: StudyStore, kind: StudyKind, design: StudyDesign, cases: list[np.ndarray],
-                 progress: Progress = None) -> tuple[str, float]:
+                 progress: Progress = None) -> tuple[str, str, float]:
     """Store the study and compute every variant of every case now, so reading is instant.
-    Returns (study id, seconds spent computing the variants)."""
+    Returns (study code, owner key, seconds spent computing the variants)."""
     if not 1 <= len(cases) <= MAX_CASES:
         raise BadInput(f"A study needs 1 to {MAX_CASES} cases; {len(cases)} were given.")
     salt = store.new_salt()
     hashes = [case_hash(salt, c) for c in cases]
-    study_id = store.create(salt, design, hashes, cases)
+    study_id, owner_key = store.create(salt, design, hashes, cases)
     start = time.perf_counter()
     n = len(cases)
     for i, (h, pixels) in enumerate(zip(hashes, cases)):
         _say(progress, i / n, f"Preparing case {i + 1} of {n}")
         variants = _compute(kind, pixels, design, progress, i / n, (i + 1) / n)
         CACHE.put((study_id, h), {"pixels": np.asarray(pixels, np.float32), "variants": variants})
-    return study_id, time.perf_counter() - start
+    return study_id, owner_key, time.perf_counter() - start
 
 
 def _case_pixels(store: StudyStore, kind: StudyKind, study_id: str, design: StudyDesign, salt: str,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import hashlib
+import hmac
 import io
 import secrets
 import sqlite3
@@ -27,7 +29,7 @@ DEFAULT_DB = Path(__file__).resolve().parents[2] / "data" / "studies.sqlite"
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS studies (study_id TEXT PRIMARY KEY, name TEXT NOT NULL, salt TEXT NOT NULL, "
-    "design TEXT NOT NULL, created TEXT NOT NULL)",
+    "owner_key_hash TEXT NOT NULL, design TEXT NOT NULL, created TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS cases (study_id TEXT NOT NULL, position INTEGER NOT NULL, case_hash TEXT NOT NULL, "
     "PRIMARY KEY (study_id, position))",
     "CREATE TABLE IF NOT EXISTS case_pixels (study_id TEXT NOT NULL, case_hash TEXT NOT NULL, pixels TEXT NOT NULL, "
@@ -89,6 +91,10 @@ def _backend(location: str | None):
     return _SqliteBackend(location)
 
 
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(("adapter-studio-study-owner\x00" + key).encode()).hexdigest()
+
+
 def _pack(pixels: np.ndarray) -> str:
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(pixels, np.float32), allow_pickle=False)
@@ -111,37 +117,44 @@ class StudyStore:
     def new_salt() -> str:
         return secrets.token_hex(16)
 
-    def create(self, salt: str, design: StudyDesign, case_hashes, pixels=None) -> str:
-        """A new study with its cases in the given order; returns its id. ``pixels`` are stored
-        only when the design says the owner asked to keep them."""
-        study_id = secrets.token_hex(4)
-        self.insert(study_id, salt, design, case_hashes, pixels)
-        return study_id
-
-    def insert(self, study_id: str, salt: str, design: StudyDesign, case_hashes, pixels=None) -> None:
+    def create(self, salt: str, design: StudyDesign, case_hashes, pixels=None) -> tuple[str, str]:
+        """A new study with its cases in the given order; returns (study code, owner key). Readers
+        need the code; results (the unblinding) need the owner key, of which only a hash is kept.
+        ``pixels`` are stored only when the design says the owner asked to keep them."""
         if len(set(case_hashes)) != len(case_hashes):
             raise BadInput("Two cases of the study are identical; each case must be a different image.")
+        study_id, owner_key = secrets.token_hex(5), secrets.token_urlsafe(12)
         with self.backend.transaction() as run:
-            run("INSERT INTO studies (study_id, name, salt, design, created) VALUES (:s, :n, :salt, :d, :t)",
-                dict(s=study_id, n=design.name, salt=salt, d=design.to_json(), t=_now()))
+            run("INSERT INTO studies (study_id, name, salt, owner_key_hash, design, created) "
+                "VALUES (:s, :n, :salt, :o, :d, :t)",
+                dict(s=study_id, n=design.name, salt=salt, o=_key_hash(owner_key), d=design.to_json(), t=_now()))
             for position, h in enumerate(case_hashes):
                 run("INSERT INTO cases (study_id, position, case_hash) VALUES (:s, :p, :h)", dict(s=study_id, p=position, h=h))
             if design.keep_images and pixels is not None:
                 for h, array in zip(case_hashes, pixels):
                     run("INSERT INTO case_pixels (study_id, case_hash, pixels) VALUES (:s, :h, :x)",
                         dict(s=study_id, h=h, x=_pack(array)))
+        return study_id, owner_key
 
-    def studies(self) -> list[tuple[str, str, str]]:
-        """(study id, name, created), newest first."""
+    def check_owner(self, study_id: str, owner_key: str) -> None:
         with self.backend.transaction() as run:
-            return [tuple(r) for r in run("SELECT study_id, name, created FROM studies ORDER BY created DESC, study_id")]
+            rows = run("SELECT owner_key_hash FROM studies WHERE study_id = :s", dict(s=study_id))
+        if not rows or not hmac.compare_digest(rows[0][0], _key_hash(str(owner_key or "").strip())):
+            raise BadInput("The study code and owner key do not match: results are shown to the study owner only.")
+
+    def name(self, study_id: str) -> str:
+        with self.backend.transaction() as run:
+            rows = run("SELECT name FROM studies WHERE study_id = :s", dict(s=study_id))
+        if not rows:
+            raise BadInput("No study has that code (the study owner gets it when creating the study).")
+        return rows[0][0]
 
     def study(self, study_id: str) -> tuple[StudyDesign, str, tuple[str, ...]]:
         """(design, salt, case hashes in study order)."""
         with self.backend.transaction() as run:
             rows = run("SELECT design, salt FROM studies WHERE study_id = :s", dict(s=study_id))
             if not rows:
-                raise BadInput("That study does not exist (pick one from the list or create it first).")
+                raise BadInput("No study has that code (the study owner gets it when creating the study).")
             cases = run("SELECT case_hash FROM cases WHERE study_id = :s ORDER BY position", dict(s=study_id))
         return StudyDesign.from_json(rows[0][0]), rows[0][1], tuple(r[0] for r in cases)
 
