@@ -149,11 +149,13 @@ def test_a_blinded_study_runs_is_interrupted_resumes_exports_and_summarises(stud
         page.locator("#study-plot img").wait_for(state="visible")
         links = page.locator("#study-downloads a")
         links.first.wait_for(state="attached", timeout=30_000)
-        names = sorted(links.nth(i).inner_text().strip() for i in range(links.count()))
-        assert sum(n.endswith(".imrmc") for n in names) == QUESTIONS + 1 and sum(n.endswith(".csv") for n in names) == 1
-        href = next(links.nth(i).get_attribute("href") for i in range(links.count())
-                    if links.nth(i).inner_text().strip().endswith(".csv"))
-        rows = list(csv.DictReader(io.StringIO(page.request.get(href).text())))
+        hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
+        assert sum(h.endswith(".imrmc") for h in hrefs) == QUESTIONS + 1 and sum(h.endswith(".csv") for h in hrefs) == 1, hrefs
+        rows = list(csv.DictReader(io.StringIO(page.request.get(next(h for h in hrefs if h.endswith(".csv"))).text())))
+        imrmc = page.request.get(next(h for h in hrefs if h.endswith("_preference.imrmc"))).text()
+        assert "\nNR: 2\nNM: 4\nBEGIN DATA:\n" in imrmc
+        data = imrmc.split("BEGIN DATA:\n")[1].splitlines()
+        assert len(data) == (CASES + 3) * VERSIONS and all(len(line.split(",")) == 4 for line in data)
         assert len(rows) == (CASES + 3) * VERSIONS * (QUESTIONS + 1)
         assert {r["reader_id"] for r in rows} == {"R1", "R2"} and {r["case"] for r in rows} == set(r1)
         screenshot(page, "study-results")
