@@ -115,6 +115,18 @@ def create(name, kind_title, source, files, count, crop, iterations, criteria, p
 
 # --- reader: start, rate ------------------------------------------------------------------------
 
+DISPLAY_PX = 256  # small cases are enlarged to about this size by repeating pixels (no smoothing)
+
+
+def _zoom(image):
+    """Enlarge by a whole factor with nearest neighbours: the browser's own scaling would smooth
+    the noise the reader is asked to judge."""
+    import numpy as np
+
+    factor = max(1, DISPLAY_PX // max(image.shape[:2]))
+    return np.kron(image, np.ones((factor, factor), image.dtype)) if factor > 1 else image
+
+
 def _hidden_item():
     images = [gr.update(value=None, visible=False) for _ in range(MAX_VARIANTS)]
     columns = [gr.update(visible=False) for _ in range(MAX_VARIANTS)]
@@ -130,7 +142,8 @@ def _render(item, view, study_code, reader):
         return (note, *images, *columns, *radios, gr.update(value=None, visible=False),
                 gr.update(value=None, visible=False), gr.update(visible=False), gr.update(visible=False), None)
     one = view == VIEWS[1]
-    for i, (letter, image) in enumerate(zip(item.letters, item.images)):
+    shown = [_zoom(image) for image in item.images]
+    for i, (letter, image) in enumerate(zip(item.letters, shown)):
         columns[i] = gr.update(visible=True)
         images[i] = gr.update(value=image, label=letter, visible=not one)
         for j, question in enumerate(item.questions):
@@ -138,11 +151,11 @@ def _render(item, view, study_code, reader):
     scales = "; ".join(f"{q.question}: {q.low}, {q.high}" for q in item.questions)
     note = (f"**Case {item.position + 1} of {item.total}** ({item.done} rated so far; case `{item.case}`). "
             f"Rate each image: {scales}." + (" Then pick the one you prefer." if item.preference else ""))
-    single = gr.update(value=item.images[0], label=item.letters[0], visible=one)
+    single = gr.update(value=shown[0], label=item.letters[0], visible=one)
     flip = gr.update(choices=list(item.letters), value=item.letters[0], visible=one)
     prefer = gr.update(choices=list(item.letters), value=None, visible=item.preference)
     state = {"study": study_code, "reader": reader, "case": item.case, "letters": item.letters,
-             "criteria": [q.key for q in item.questions], "images": item.images, "preference": item.preference}
+             "criteria": [q.key for q in item.questions], "images": shown, "preference": item.preference}
     return (note, *images, *columns, *radios, single, flip, prefer, gr.update(visible=True), state)
 
 

@@ -164,12 +164,12 @@ def summary_plot(summary: Summary, design: StudyDesign, kind: StudyKind, width: 
     """One panel per measure: a bar per variant at its mean with its interval as a whisker."""
     names = [kind.variant(v).name for v in design.variants]
     panels = list(summary.table.items())
-    row_h, pad, label_w = 22, 10, 250
-    panel_h = 28 + row_h * len(names)
+    row_h, pad, label_w = 22, 34, 300  # pad: room for the label Gradio lays over the top-left corner
+    panel_h = 46 + row_h * len(names)
     image = Image.new("RGB", (width, pad + panel_h * max(1, len(panels))), "white")
     draw = ImageDraw.Draw(image)
     font, bold = _font(13), _font(14)
-    x0, x1 = label_w, width - 20
+    x0, x1 = label_w, width - 40
     for p, (title, estimates) in enumerate(panels):
         share = title.startswith("Win rate")
         lo, hi = (0.0, 1.0) if share else (1.0, 5.0)
@@ -180,8 +180,8 @@ def summary_plot(summary: Summary, design: StudyDesign, kind: StudyKind, width: 
             return x0 + (x1 - x0) * (min(max(value, lo), hi) - lo) / (hi - lo)
 
         for i, (name, e) in enumerate(zip(names, estimates)):
-            y = top + 24 + i * row_h
-            draw.text((10, y + 3), name[:40], fill="black", font=font)
+            y = top + 42 + i * row_h
+            draw.text((10, y + 3), name if len(name) <= 40 else name[:39] + "…", fill="black", font=font)
             if not np.isfinite(e.mean):
                 continue
             draw.rectangle([x0, y + 4, x(e.mean), y + row_h - 4], fill=COLOURS[i % len(COLOURS)])
@@ -191,5 +191,5 @@ def summary_plot(summary: Summary, design: StudyDesign, kind: StudyKind, width: 
                 for v in (e.low, e.high):
                     draw.line([x(v), mid - 5, x(v), mid + 5], fill="black", width=2)
         for tick in np.linspace(lo, hi, 5):
-            draw.text((x(tick) - 8, top + 4), f"{100 * tick:.0f}%" if share else f"{tick:g}", fill=(90, 90, 90), font=font)
+            draw.text((x(tick) - 8, top + 22), f"{100 * tick:.0f}%" if share else f"{tick:g}", fill=(90, 90, 90), font=font)
     return np.asarray(image)

@@ -102,6 +102,7 @@ def test_a_blinded_study_runs_is_interrupted_resumes_exports_and_summarises(stud
         iterations.fill("10")
         iterations.press("Enter")
         page.locator("#study-create").click()
+        page.wait_for_function("() => document.body.innerText.includes('Preparing case')", timeout=60_000)
         page.wait_for_function(
             "() => (document.getElementById('study-create-status')?.innerText || '').includes('Done in')"
             " || document.querySelector('.toast-body.error') !== null", timeout=PREPARE_TIMEOUT_MS)
@@ -129,6 +130,16 @@ def test_a_blinded_study_runs_is_interrupted_resumes_exports_and_summarises(stud
 
         # reader R2 starts at the beginning of another order
         start(page, code, "R2", r"Case 1 of 10 \(0 rated so far")
+        # one image at a time, flipped by letter, then back to side by side
+        page.locator("#study-view").get_by_text("One at a time", exact=True).click()
+        page.locator("#study-single img").wait_for(state="visible")
+        assert not page.locator("#study-image-0").is_visible()
+        page.locator("#study-flip").get_by_text("C", exact=True).click()
+        page.wait_for_function("() => (document.getElementById('study-single')?.innerText || '').includes('C')")
+        page.locator("#study-view").get_by_text("Side by side", exact=True).click()
+        page.locator("#study-image-3 img").wait_for(state="visible")
+        width = page.locator("#study-image-0 img").evaluate("img => img.naturalWidth")
+        assert width >= 192, f"a 64 px case is shown {width} px wide"
         r2 = [rate_current(page, seed) for seed in range(3)]
         assert r2 != r1[:3], "two readers got the same case order"
         assert_blinded(page)

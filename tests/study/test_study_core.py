@@ -75,7 +75,7 @@ def test_each_reader_gets_their_own_case_order_and_letters_and_keeps_it():
 
 
 def test_reading_resumes_after_an_interruption_and_a_restart(store, tmp_path):
-    study, _ = reading.create_study(store, FAKE, design(), _bundled(10, 16))
+    study, _, _ = reading.create_study(store, FAKE, design(), _bundled(10, 16))
     seen = [rate_next(store, study, "R1").case for _ in range(4)]
     # the server "restarts": a new store on the same file, an empty image cache
     reading.CACHE.__init__()
@@ -95,8 +95,8 @@ def test_reading_resumes_after_an_interruption_and_a_restart(store, tmp_path):
 
 def test_uploaded_cases_come_back_after_a_restart_only_if_the_owner_kept_them(store):
     cases = _bundled(3, 8)
-    dropped, _ = reading.create_study(store, FAKE, design(source={"type": "upload", "crop": 0}), cases)
-    kept, _ = reading.create_study(store, FAKE, design(source={"type": "upload", "crop": 0}, keep_images=True), cases)
+    dropped, _, _ = reading.create_study(store, FAKE, design(source={"type": "upload", "crop": 0}), cases)
+    kept, _, _ = reading.create_study(store, FAKE, design(source={"type": "upload", "crop": 0}, keep_images=True), cases)
     reading.CACHE.__init__()
     assert reading.next_item(store, kept, "R1", "plain").total == 3
     with pytest.raises(BadInput, match="did not ask to keep"):
@@ -104,7 +104,7 @@ def test_uploaded_cases_come_back_after_a_restart_only_if_the_owner_kept_them(st
 
 
 def test_missing_answers_and_bad_reader_codes_are_refused(store):
-    study, _ = reading.create_study(store, FAKE, design(), _bundled(10, 16))
+    study, _, _ = reading.create_study(store, FAKE, design(), _bundled(10, 16))
     item = reading.next_item(store, study, "R1", "plain")
     with pytest.raises(BadInput, match="missing: A noise"):
         reading.record(store, study, "R1", item.case, {}, "A")
@@ -117,7 +117,7 @@ def test_missing_answers_and_bad_reader_codes_are_refused(store):
 
 
 def test_the_blinded_payload_names_no_variant(store):
-    study, _ = reading.create_study(store, FAKE, design(), _bundled(10, 16))
+    study, _, _ = reading.create_study(store, FAKE, design(), _bundled(10, 16))
     item = reading.next_item(store, study, "R1", "plain")
     assert isinstance(item, BlindedItem) and item.letters == tuple(LETTERS[:4])
     text = repr({k: v for k, v in item.__dict__.items() if k != "images"}).lower()
@@ -159,7 +159,7 @@ def parse_imrmc(text: str):
 
 
 def test_csv_and_imrmc_exports_hold_every_rating_in_the_right_layout(store):
-    study, _ = reading.create_study(store, FAKE, design(), _bundled(10, 16))
+    study, _, _ = reading.create_study(store, FAKE, design(), _bundled(10, 16))
     for reader in ("R1", "R2"):
         for _ in range(10):
             rate_next(store, study, reader)
@@ -195,7 +195,11 @@ def test_bootstrap_on_known_fixtures():
 
 
 def test_summary_unblinds_with_means_win_rates_and_a_plot(store):
-    study, _ = reading.create_study(store, FAKE, design(), _bundled(10, 16))
+    study, owner, _ = reading.create_study(store, FAKE, design(), _bundled(10, 16))
+    store.check_owner(study, owner)
+    for wrong in ("", owner[:-1], None):
+        with pytest.raises(BadInput, match="owner"):
+            store.check_owner(study, wrong)
     for reader in ("R1", "R2"):
         for _ in range(10):
             rate_next(store, study, reader, prefer_grey=160)
@@ -234,7 +238,7 @@ def test_no_patient_identifier_reaches_the_database(store, tmp_path, keep):
 
     path = canary_dicom(tmp_path)
     pixels = ct.load_case(str(path))
-    study, _ = reading.create_study(store, FAKE, design(source={"type": "upload", "crop": 0}, keep_images=keep), [pixels])
+    study, _, _ = reading.create_study(store, FAKE, design(source={"type": "upload", "crop": 0}, keep_images=keep), [pixels])
     rate_next(store, study, "R1")
     db = Path(store.backend.path)
     blob = b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*")).upper()  # with any journal file
@@ -251,7 +255,7 @@ def test_a_sqlalchemy_url_works_like_the_embedded_file(tmp_path):
     reading.CACHE.__init__()
     store = StudyStore(f"sqlite+pysqlite:///{tmp_path / 'server.sqlite'}")
     assert "sqlite database set in" in store.describe()
-    study, _ = reading.create_study(store, FAKE, design(), _bundled(10, 16))
+    study, _, _ = reading.create_study(store, FAKE, design(), _bundled(10, 16))
     rate_next(store, study, "R1")
     assert len(store.ratings(study)) == 4 * 3 and len(store.done_cases(study, "R1")) == 1
 

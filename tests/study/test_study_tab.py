@@ -1,0 +1,57 @@
+"""The Reader study tab's handlers refuse what they cannot use with a plain sentence, before any
+device work, and unblind for the study owner only."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from studio import device
+from studio.study import reading
+from studio.study.store import StudyStore
+from tabs import study as tab
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "filter2noise"
+QUESTIONS = ["Noise", "Diagnostic acceptability"]
+
+
+def create_row(**changes):
+    row = dict(name="A study", kind_title=tab.CT.title, source=tab.SOURCES[0], files=None, count=10,
+               crop="64 px tiles", iterations=10, criteria=QUESTIONS, preference=True, keep_images=False)
+    row.update(changes)
+    return row
+
+
+@pytest.mark.parametrize("changes, words", [
+    (dict(name="  "), "Give the study a name"),
+    (dict(criteria=[], preference=False), "at least one question"),
+    (dict(source=tab.SOURCES[1]), "Upload the cases"),
+    (dict(source=tab.SOURCES[1], files=[str(ASSETS / "MODEL_CARD.template.md")]), "not a file the CT tab can read"),
+    (dict(count=41), "1 to 40 bundled cases"),
+    (dict(crop="Whole slice"), "pick a crop size for more cases"),
+    (dict(iterations=5), "between 10 and 2000"),
+])
+def test_create_refuses_bad_settings_before_device_work(tmp_path, monkeypatch, changes, words):
+    monkeypatch.setenv("STUDIO_STUDY_DB", str(tmp_path / "s.sqlite"))
+    with device.recording_calls() as calls, pytest.raises(gr.Error) as caught:
+        tab.create(**create_row(**changes))
+    assert words in str(caught.value.message) and "/tmp" not in str(caught.value.message)
+    assert not calls
+
+
+def test_reading_needs_a_known_study_and_a_reader_code_and_results_need_the_owner_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_STUDY_DB", str(tmp_path / "s.sqlite"))
+    from tests.study.test_study_core import FAKE, _bundled, design
+
+    code, owner, _ = reading.create_study(StudyStore(), FAKE, design(), _bundled(10, 16))
+    for args, words in (((" ", "R1"), "Enter the study code"), (("nope", "R1"), "No study has that code"),
+                        ((code, "Dr No"), "reader code")):
+        with pytest.raises(gr.Error, match=words):
+            tab.start(*args, "plain", tab.VIEWS[0])
+    out = tab.start(code, "R1", "plain", tab.VIEWS[0])
+    assert "Case 1 of 10" in out[0] and out[-1]["letters"] == tuple("ABCD")
+    with pytest.raises(gr.Error, match="owner only"):
+        tab.results(code, "not the key")
+    text, plot, files = tab.results(code, owner)
+    assert "No ratings yet" in text and plot is None and files == []
