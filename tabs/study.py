@@ -90,9 +90,7 @@ def create(name, kind_title, source, files, count, crop, iterations, criteria, p
         paths = [upload_path(f) for f in (files or [])]
         if not paths:
             raise gr.Error("Upload the cases (one file per case) or use the bundled examples.")
-        from studio.study.ct import crop_centre
-
-        cases = [crop_centre(kind.load_case(str(p)), crop_px) for p in paths]
+        cases = [case for p in paths for case in kind.load_cases(str(p), crop_px)]
         origin = {"type": "upload", "crop": crop_px}
     else:
         raise gr.Error("Pick where the cases come from.")
@@ -250,8 +248,8 @@ def build() -> None:
             count = gr.Slider(1, 40, 10, step=1, label="Bundled cases", elem_id="study-count")
             crop = gr.Dropdown(list(CROPS), value="64 px tiles", label="Case size (tiles are cut from the slices)",
                                elem_id="study-crop")
-        files = gr.File(label="Your cases: one CT file per case (DICOM, 16-bit PNG/TIFF as HU+1024, .npy in HU); "
-                              "only the pixels are used", file_count="multiple",
+        files = gr.File(label="Your cases: CT files (DICOM, 16-bit PNG/TIFF as HU+1024, .npy in HU), one case per "
+                              "slice; a multi-frame DICOM or 3-D .npy gives one case per frame; only the pixels are used", file_count="multiple",
                         file_types=[".dcm", ".dicom", ".ima", ".png", ".tif", ".tiff", ".npy"], elem_id="study-files")
         with gr.Row():
             iterations = gr.Slider(10, 500, CT.default_settings["iterations"], step=10,

@@ -23,6 +23,7 @@ DEFAULT_ITERATIONS = 100
 BUNDLED = ("CT_small_I0_5e3.dcm", "phantom_I0_1e4.npy", "phantom_I0_2.5e3.npy")
 # the baselines entry always runs ZS-N2N as well; one iteration keeps its cost negligible here
 ZS_ITERATIONS_UNUSED = 1
+MAX_FRAMES = 200
 
 
 def _asset_dir():
@@ -37,6 +38,19 @@ def load_case(path) -> np.ndarray:
     from adapters.filter2noise.io import load_slice
 
     return np.ascontiguousarray(load_slice(path).hu, np.float32)
+
+
+def load_cases(path, crop: int = 0) -> list[np.ndarray]:
+    """Every slice of a file as a case: one for a single slice, one per frame of a multi-frame
+    DICOM or a 3-D .npy stack (a series), each centre-cropped to ``crop`` px when asked."""
+    from adapters.common.errors import BadInput
+    from adapters.filter2noise.io import load_slice
+
+    first = load_slice(path)
+    if first.frames > MAX_FRAMES:
+        raise BadInput(f"The series has {first.frames} frames; a study takes at most {MAX_FRAMES} from one file.")
+    slices = [first.hu] if first.frames == 1 else [load_slice(path, f).hu for f in range(first.frames)]
+    return [crop_centre(np.ascontiguousarray(hu, np.float32), crop) for hu in slices]
 
 
 def crop_centre(hu: np.ndarray, crop: int) -> np.ndarray:
@@ -120,7 +134,7 @@ CT = StudyKind(
     compute=compute,
     display=display,
     windows=_windows(),
-    load_case=load_case,
+    load_cases=load_cases,
     bundled_cases=bundled_cases,
     default_settings={"iterations": DEFAULT_ITERATIONS},
     settings_note=settings_note,

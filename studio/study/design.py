@@ -63,7 +63,8 @@ class StudyKind:
     # (pixels, window name) -> uint8 image; every variant of a case is drawn with the same window
     display: Callable[[np.ndarray, str], np.ndarray]
     windows: tuple[str, ...]
-    load_case: Callable[[str], np.ndarray]  # a file -> pixels only (no header, no name)
+    # (file, crop px or 0) -> the cases it holds, pixels only (no header, no name): one per frame of a series
+    load_cases: Callable[[str, int], list]
     bundled_cases: Callable[[int, int], list]  # (count, crop) -> pixel arrays, deterministic
     default_settings: dict = field(default_factory=dict)
     settings_note: Callable[[dict], str] = lambda settings: ""

@@ -32,7 +32,7 @@ FAKE = reading.register(StudyKind(
     key="test-fake", title="Synthetic squares", variants=VARIANTS,
     compute=lambda px, settings, progress: {k: np.full_like(px, g) for k, g in GREY.items()},
     display=lambda px, window: np.full(px.shape, int(px.flat[0]), np.uint8),
-    windows=("plain",), load_case=lambda path: np.load(path), bundled_cases=_bundled))
+    windows=("plain",), load_cases=lambda path, crop: [np.load(path)], bundled_cases=_bundled))
 
 
 def design(**changes) -> StudyDesign:
@@ -237,7 +237,7 @@ def test_no_patient_identifier_reaches_the_database(store, tmp_path, keep):
     from studio.study import ct
 
     path = canary_dicom(tmp_path)
-    pixels = ct.load_case(str(path))
+    (pixels,) = ct.load_cases(str(path))
     study, _, _ = reading.create_study(store, FAKE, design(source={"type": "upload", "crop": 0}, keep_images=keep), [pixels])
     rate_next(store, study, "R1")
     db = Path(store.backend.path)

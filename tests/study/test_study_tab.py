@@ -40,6 +40,18 @@ def test_create_refuses_bad_settings_before_device_work(tmp_path, monkeypatch, c
     assert not calls
 
 
+def test_a_series_upload_gives_one_case_per_frame(tmp_path):
+    import numpy as np
+
+    from studio.study import ct
+
+    stack = np.stack([np.load(ASSETS / "phantom_I0_1e4.npy")[i * 8:i * 8 + 64, :64] for i in range(5)])
+    np.save(tmp_path / "series.npy", stack)
+    cases = ct.load_cases(str(tmp_path / "series.npy"), 32)
+    assert len(cases) == 5 and all(c.shape == (32, 32) for c in cases)
+    assert np.array_equal(cases[2], stack[2, 16:48, 16:48])
+
+
 def test_reading_needs_a_known_study_and_a_reader_code_and_results_need_the_owner_key(tmp_path, monkeypatch):
     monkeypatch.setenv("STUDIO_STUDY_DB", str(tmp_path / "s.sqlite"))
     from tests.study.test_study_core import FAKE, _bundled, design
