@@ -123,30 +123,38 @@ class Summary:
     readers: int
     cases: int
     table: dict  # {measure title: [Estimate per variant]}
+    short: dict  # {measure title: a column heading short enough for a phone}
 
 
 def summarise(design: StudyDesign, rows: list[dict], draws: int = BOOTSTRAP) -> Summary:
-    table = {}
+    table, short = {}, {}
     for c in design.criteria:
-        table[f"Mean rating: {CRITERIA[c].question}"] = bootstrap(score_cube(rows, c, design.variants)[0], draws)
+        title = f"Mean rating: {CRITERIA[c].question}"
+        table[title] = bootstrap(score_cube(rows, c, design.variants)[0], draws)
+        short[title] = c.capitalize()
     if rows:
         cube, readers, cases = wins(rows, design)
-        table["Win rate" + (" (preferred)" if design.preference else " (best mean rating, ties shared)")] = bootstrap(cube, draws)
-    return Summary(len({r["reader_id"] for r in rows}), len({r["case"] for r in rows}), table)
+        title = "Win rate" + (" (preferred)" if design.preference else " (best mean rating, ties shared)")
+        table[title], short[title] = bootstrap(cube, draws), "Win rate"
+    return Summary(len({r["reader_id"] for r in rows}), len({r["case"] for r in rows}), table, short)
 
 
 def summary_markdown(summary: Summary, design: StudyDesign, kind: StudyKind) -> str:
+    """One row per method (names wrap well on a phone), one short column per measure."""
     if not summary.readers:
         return "No ratings yet."
+    titles = list(summary.table)
     lines = [f"{summary.readers} reader(s), {summary.cases} case(s) rated. Means with 95% bootstrap intervals "
              f"(readers and cases resampled, {BOOTSTRAP} draws).", "",
-             "| Measure | " + " | ".join(kind.variant(v).name for v in design.variants) + " |",
-             "|---|" + "---|" * len(design.variants)]
-    for title, estimates in summary.table.items():
-        share = title.startswith("Win rate")
-        cells = [(f"{100 * e.mean:.0f}% [{100 * e.low:.0f}, {100 * e.high:.0f}]" if share else
-                  f"{e.mean:.2f} [{e.low:.2f}, {e.high:.2f}]") for e in estimates]
-        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+             "| Method | " + " | ".join(summary.short[t] for t in titles) + " |", "|---|" + "---|" * len(titles)]
+    for i, v in enumerate(design.variants):
+        cells = []
+        for t in titles:
+            e = summary.table[t][i]
+            cells.append(f"{100 * e.mean:.0f}% [{100 * e.low:.0f}, {100 * e.high:.0f}]" if t.startswith("Win rate")
+                         else f"{e.mean:.2f} [{e.low:.2f}, {e.high:.2f}]")
+        lines.append(f"| {kind.variant(v).name} | " + " | ".join(cells) + " |")
+    lines += ["", "; ".join(f"{summary.short[t]}: {t}" for t in titles) + " (ratings 1-5, higher is better)."]
     return "\n".join(lines)
 
 

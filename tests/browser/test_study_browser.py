@@ -114,7 +114,8 @@ def test_a_blinded_study_runs_is_interrupted_resumes_exports_and_summarises(stud
 
         # reader R1: four cases, then the page is reloaded mid-study
         start(page, code, "R1", r"Case 1 of 10 \(0 rated so far")
-        assert page.locator("#study-image-0 img").count() == 1
+        for i in range(VERSIONS):
+            page.locator(f"#study-image-{i} img").wait_for(state="visible", timeout=30_000)
         labels = [page.locator(f"#study-image-{i}").inner_text().strip() for i in range(VERSIONS)]
         assert labels == list("ABCD"), labels
         r1 = [rate_current(page, seed) for seed in range(4)]
@@ -170,4 +171,10 @@ def test_a_blinded_study_runs_is_interrupted_resumes_exports_and_summarises(stud
         assert len(rows) == (CASES + 3) * VERSIONS * (QUESTIONS + 1)
         assert {r["reader_id"] for r in rows} == {"R1", "R2"} and {r["case"] for r in rows} == set(r1)
         screenshot(page, "study-results")
+        # at phone width the results and a case still fit without sideways scrolling
+        page.set_viewport_size({"width": 390, "height": 900})
+        page.wait_for_timeout(500)
+        overflow = page.evaluate("() => document.documentElement.scrollWidth")
+        assert overflow <= 400, f"the page is {overflow} px wide at a 390 px viewport"
+        screenshot(page, "study-phone")
         browser.close()
