@@ -31,6 +31,7 @@ reading.register(CT)
 SOURCES = ("Bundled examples", "My uploads")
 CROPS = {"Whole slice": 0, "64 px tiles": 64, "96 px tiles": 96, "128 px tiles": 128}
 VIEWS = ("Side by side", "One at a time")
+MAX_PREPARE_S = 900  # a study asking for more preparation than this (on one free CPU thread) is refused
 
 
 def _kinds() -> dict:
@@ -79,8 +80,8 @@ def create(name, kind_title, source, files, count, crop, iterations, criteria, p
         count = int(count)
     except (TypeError, ValueError):
         raise gr.Error("The number of cases and the iterations must be whole numbers.") from None
-    if not 10 <= iterations <= 2000:
-        raise gr.Error("Filter2Noise iterations must be between 10 and 2000.")
+    if not 10 <= iterations <= 500:
+        raise gr.Error("Training iterations per case must be between 10 and 500.")
     if source == SOURCES[0]:
         if not 1 <= count <= 40:
             raise gr.Error("Ask for 1 to 40 bundled cases.")
@@ -94,6 +95,10 @@ def create(name, kind_title, source, files, count, crop, iterations, criteria, p
         origin = {"type": "upload", "crop": crop_px}
     else:
         raise gr.Error("Pick where the cases come from.")
+    estimate = sum(kind.estimate_seconds(c.shape, {"iterations": iterations}) for c in cases)
+    if estimate > MAX_PREPARE_S:
+        raise gr.Error(f"Preparing {len(cases)} cases would take about {estimate / 60:.0f} min of shared compute "
+                       f"(limit {MAX_PREPARE_S // 60} min): ask for fewer cases, fewer iterations or smaller tiles.")
     design = StudyDesign(name=name, kind=kind.key, variants=tuple(v.key for v in kind.variants), criteria=criteria_keys,
                          preference=preference, source=origin, settings={**kind.default_settings, "iterations": iterations},
                          keep_images=bool(keep_images))
@@ -104,11 +109,27 @@ def create(name, kind_title, source, files, count, crop, iterations, criteria, p
     kept = ("The de-identified case pixels are kept so reading survives a server restart." if keep_images else
             "No case image is stored" + ("." if origin["type"] == "bundled" else
                                          ": if the server restarts, uploaded cases must be given again."))
-    status = (f"Done in {elapsed():.1f} s ({per_case:.1f} s per case). Study **{name}** created: {len(cases)} cases x "
+    status = (f"Done in {elapsed():.1f} s ({per_case:.1f} s per case; estimated {estimate:.0f} s on a free CPU "
+              f"thread). Study **{name}** created: {len(cases)} cases x "
               f"{len(design.variants)} versions each. {kind.settings_note(design.settings)} {kept}\n\n"
               f"Study code for readers: **`{code}`** · Owner key for the results (keep it: it is shown once): "
               f"**`{owner_key}`** · Ratings go to {store.describe()}.")
     return status, code, code
+
+
+def estimate_text(kind_title, source, count, crop, iterations) -> str:
+    """The warning shown before anything runs: how long preparing the bundled cases will take."""
+    kind = _kinds().get(kind_title)
+    if kind is None or source != SOURCES[0]:
+        return "Preparing computes every version of every case once; the time is stated before it starts."
+    try:
+        shapes = [c.shape for c in kind.bundled_cases(int(count), CROPS.get(crop, 64))]
+    except Exception:  # an impossible combination: the Create button says why
+        return ""
+    seconds = sum(kind.estimate_seconds(shape, {"iterations": int(iterations)}) for shape in shapes)
+    limit = "" if seconds <= MAX_PREPARE_S else f" That is over the {MAX_PREPARE_S // 60} min limit: ask for less."
+    return (f"Preparing {len(shapes)} cases x {len(kind.variants)} versions takes about {seconds:.0f} s on a free CPU "
+            f"thread (longer while others use the machine), once; reading is then instant.{limit}")
 
 
 # --- reader: start, rate ------------------------------------------------------------------------
@@ -260,6 +281,9 @@ def build() -> None:
             preference = gr.Checkbox(True, label="Also ask which version the reader prefers", elem_id="study-preference")
             keep = gr.Checkbox(False, label="Keep the de-identified case pixels (so reading survives a server restart)",
                                elem_id="study-keep")
+        estimate = gr.Markdown(estimate_text(next(iter(kinds)), SOURCES[0], 10, "64 px tiles",
+                                             CT.default_settings["iterations"]),
+                               elem_id="study-estimate", elem_classes="studio-params")
         create_btn = gr.Button("Create study and prepare its images", variant="primary", elem_id="study-create")
         create_status = gr.Markdown(elem_id="study-create-status", elem_classes="studio-status")
     with gr.Accordion("2. Read (reader)", open=True, elem_id="study-read"):
@@ -296,6 +320,9 @@ def build() -> None:
         downloads = gr.File(label="Ratings (CSV) and iMRMC input files", file_count="multiple", interactive=False,
                             elem_id="study-downloads")
 
+    for control in (kind, source, count, crop, iterations):
+        control.change(estimate_text, [kind, source, count, crop, iterations], estimate, api_name=False,
+                       show_progress="hidden", **LIGHT)
     shown = [note, *images, *columns, *radios, single, flip_pick, prefer, save_btn, state]
     create_btn.click(create, [name, kind, source, files, count, crop, iterations, criteria, preference, keep],
                      [create_status, code, owner_code], api_name="study_create", **HEAVY)

@@ -68,6 +68,8 @@ class StudyKind:
     bundled_cases: Callable[[int, int], list]  # (count, crop) -> pixel arrays, deterministic
     default_settings: dict = field(default_factory=dict)
     settings_note: Callable[[dict], str] = lambda settings: ""
+    # (case shape, settings) -> seconds to prepare one case on one free CPU thread (for the bound and the warning)
+    estimate_seconds: Callable[[tuple, dict], float] = lambda shape, settings: 1.0
 
     def variant(self, key: str) -> Variant:
         return next(v for v in self.variants if v.key == key)

@@ -30,14 +30,28 @@ def create_row(**changes):
     (dict(source=tab.SOURCES[1], files=[str(ASSETS / "MODEL_CARD.template.md")]), "not a file the CT tab can read"),
     (dict(count=41), "1 to 40 bundled cases"),
     (dict(crop="Whole slice"), "pick a crop size for more cases"),
-    (dict(iterations=5), "between 10 and 2000"),
+    (dict(iterations=5), "between 10 and 500"),
+    (dict(source=tab.SOURCES[1], files=["SERIES"], crop="Whole slice", iterations=500), "would take about"),
 ])
 def test_create_refuses_bad_settings_before_device_work(tmp_path, monkeypatch, changes, words):
     monkeypatch.setenv("STUDIO_STUDY_DB", str(tmp_path / "s.sqlite"))
+    if changes.get("files") == ["SERIES"]:  # 40 whole 256 px slices at 500 iterations: over the time limit
+        import numpy as np
+
+        np.save(tmp_path / "series.npy", np.repeat(np.load(ASSETS / "phantom_I0_1e4.npy")[None], 40, axis=0))
+        changes = dict(changes, files=[str(tmp_path / "series.npy")])
     with device.recording_calls() as calls, pytest.raises(gr.Error) as caught:
         tab.create(**create_row(**changes))
     assert words in str(caught.value.message) and "/tmp" not in str(caught.value.message)
     assert not calls
+
+
+def test_the_preparation_time_is_stated_before_it_starts():
+    text = tab.estimate_text(tab.CT.title, tab.SOURCES[0], 10, "64 px tiles", 100)
+    seconds = float(text.split("takes about ")[1].split(" s")[0])
+    assert 10 * 3 < seconds < 10 * 8 and "limit" not in text
+    longer = tab.estimate_text(tab.CT.title, tab.SOURCES[0], 10, "64 px tiles", 400)
+    assert float(longer.split("takes about ")[1].split(" s")[0]) > 3 * seconds
 
 
 def test_a_series_upload_gives_one_case_per_frame(tmp_path):
