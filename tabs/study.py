@@ -204,10 +204,17 @@ def rate(*args, progress=gr.Progress()):
 
 @friendly("Changing the window")
 def rewindow(window, view, state, progress=gr.Progress()):
-    """The same case again at another window (nothing happens before a case is shown)."""
+    """The case on screen again at another window; the ratings already ticked stay as they are."""
     if not state:
-        return [gr.skip()] * (1 + MAX_VARIANTS * (2 + MAX_CRITERIA) + 5)
-    return start(state["study"], state["reader"], window, view, progress)
+        return [gr.skip()] * (MAX_VARIANTS + 2)
+    item = reading.next_item(_store(), state["study"], state["reader"], window, _progress(progress))
+    if item is None or item.case != state["case"]:
+        return [gr.skip()] * (MAX_VARIANTS + 2)
+    shown = [_zoom(image) for image in item.images]
+    images = [gr.update(value=shown[i]) if i < len(shown) else gr.skip() for i in range(MAX_VARIANTS)]
+    one = view == VIEWS[1]
+    return [*images, gr.update(value=shown[0], label=item.letters[0]) if one else gr.skip(),
+            {**state, "images": shown}]
 
 
 def flip(letter, state):
@@ -330,5 +337,5 @@ def build() -> None:
     save_btn.click(rate, [*radios, prefer, window, view, state], shown, api_name="study_rate", **LIGHT)
     flip_pick.change(flip, [flip_pick, state], single, api_name=False, show_progress="hidden")
     view.change(switch_view, [view, state], [*images, single, flip_pick], api_name=False, show_progress="hidden")
-    window.change(rewindow, [window, view, state], shown, api_name=False, show_progress="hidden")
+    window.change(rewindow, [window, view, state], [*images, single, state], api_name=False, show_progress="hidden")
     results_btn.click(results, [owner_code, owner_key], [summary, plot, downloads], api_name="study_results", **LIGHT)

@@ -141,6 +141,14 @@ def test_a_blinded_study_runs_is_interrupted_resumes_exports_and_summarises(stud
         page.locator("#study-image-3 img").wait_for(state="visible")
         width = page.locator("#study-image-0 img").evaluate("img => img.naturalWidth")
         assert width >= 192, f"a 64 px case is shown {width} px wide"
+        # another window redraws every image and keeps what was already ticked
+        page.locator("#study-rate-0-0").get_by_text("3", exact=True).click()
+        before = page.locator("#study-image-0 img").get_attribute("src")
+        page.locator("#study-window input").click()
+        page.get_by_role("option", name="Lung (W1500 / L-600)").click()
+        page.wait_for_function("old => document.querySelector('#study-image-0 img')?.src !== old", arg=before,
+                               timeout=60_000)
+        assert page.locator("#study-rate-0-0 input:checked").count() == 1
         r2 = [rate_current(page, seed) for seed in range(3)]
         assert r2 != r1[:3], "two readers got the same case order"
         assert_blinded(page)

@@ -77,6 +77,10 @@ def test_reading_needs_a_known_study_and_a_reader_code_and_results_need_the_owne
             tab.start(*args, "plain", tab.VIEWS[0])
     out = tab.start(code, "R1", "plain", tab.VIEWS[0])
     assert "Case 1 of 10" in out[0] and out[-1]["letters"] == tuple("ABCD")
+    # another window redraws the same case's images and leaves the ticked ratings alone
+    redrawn = tab.rewindow("plain", tab.VIEWS[0], out[-1])
+    assert len(redrawn) == tab.MAX_VARIANTS + 2 and redrawn[-1]["case"] == out[-1]["case"]
+    assert tab.rewindow("plain", tab.VIEWS[0], None) == [gr.skip()] * (tab.MAX_VARIANTS + 2)
     with pytest.raises(gr.Error, match="owner only"):
         tab.results(code, "not the key")
     text, plot, files = tab.results(code, owner)
