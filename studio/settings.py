@@ -24,6 +24,7 @@ VARIABLES: dict[str, str] = {
     "STUDIO_HEAVY_CONCURRENCY": "model runs at once across all tabs (default 1)",
     "STUDIO_MAX_FILE_SIZE": "upload limit (default `64mb`)",
     "STUDIO_SHARE": "`1` asks Gradio for a public share link",
+    "STUDIO_STUDY_DB": "where reader-study ratings are stored: a SQLite file path or a SQLAlchemy URL (default `data/studies.sqlite` in the repo; git-ignored)",
 }
 
 SOURCES = ("bundled", "hub", "local")
@@ -104,6 +105,10 @@ def force_cpu() -> bool:
 
 def check_boundary() -> bool:
     return _get("STUDIO_CHECK_BOUNDARY") == "1"
+
+
+def study_db() -> str | None:
+    return _get("STUDIO_STUDY_DB")
 
 
 def share() -> bool:

@@ -17,6 +17,8 @@ os.environ["STUDIO_CHECK_BOUNDARY"] = "1"
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
+# reader studies made by tests (the server's too) go to a file of their own, not the studio's default
+os.environ.setdefault("STUDIO_STUDY_DB", str(ARTIFACTS / "studies.sqlite"))
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 

@@ -51,6 +51,8 @@ def assert_no_error_toast(page, key: str) -> None:
 @pytest.mark.parametrize("module", tabs.registered_tabs(), ids=lambda m: m.INFO.key)
 def test_tab_runs_its_first_example(page, module):
     info = module.INFO
+    if info.key == "study":
+        pytest.skip("the reader study has a browser test of its own (tests/browser/test_study_browser.py)")
     page.get_by_role("tab", name=info.title, exact=True).click()
     panel = page.locator(f"#tab-{info.key}")
     panel.wait_for(state="visible")
