@@ -10,6 +10,7 @@ from adapters.common.errors import BadInput
 from adapters.common.imaging import read_rgb_image
 
 MIN_SIDE = 16
+MAX_SIDE = 8192
 MAX_PIXELS = 40_000_000
 MAX_FILE_BYTES = 50 * 1024 * 1024
 
@@ -17,7 +18,7 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 def read_rgb(path: str | Path) -> np.ndarray:
     """H x W x 3 uint8 RGB from an image file (`adapters.common.imaging.read_rgb_image`: conversions
     and size limits); a flat image is refused too, since there is nothing to segment in it."""
-    rgb = read_rgb_image(path, min_side=MIN_SIDE, max_pixels=MAX_PIXELS, max_file_bytes=MAX_FILE_BYTES)
+    rgb = read_rgb_image(path, min_side=MIN_SIDE, max_side=MAX_SIDE, max_pixels=MAX_PIXELS, max_file_bytes=MAX_FILE_BYTES)
     if int(rgb.max()) - int(rgb.min()) < 2:
         raise BadInput("The image is one flat colour (for example all black): there is nothing to segment.")
     return rgb
@@ -35,14 +36,12 @@ def read_mask(path: str | Path | None, size: int) -> np.ndarray | None:
 
 
 def read_rgb_any(path) -> np.ndarray:
-    """Like read_rgb but accepts flat images (an empty ground truth is valid)."""
-    from PIL import Image
-
+    """Like read_rgb but accepts flat images (an empty ground truth is valid); the same limits,
+    checked from the header before decoding."""
     try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except Exception:
-        raise BadInput("The ground-truth mask could not be read; use a PNG mask (white object on black).") from None
+        return read_rgb_image(path, min_side=1, max_side=MAX_SIDE, max_pixels=MAX_PIXELS, max_file_bytes=MAX_FILE_BYTES)
+    except BadInput as exc:
+        raise BadInput(f"Ground-truth mask: {exc} Use a PNG mask (white object on black).") from None
 
 
 def to_model_input(rgb: np.ndarray, size: int) -> np.ndarray:
