@@ -4,8 +4,14 @@
   inline base64 ``data:`` payload inside a JSON body cannot get past the upload limit; and the named
   HTTP routes (``/run/<name>``, ``/call/<name>``, ``/api/<name>``) answer only for public endpoints,
   so a handler wired for the page alone (``api_visibility="private"``) is not an HTTP API.
-- `cap_jobs_per_client`: a client (its session, and its address) holds at most a fixed number of
-  places in the queue, waiting or running; beyond that it is refused with a sentence.
+- `HideServerPaths` (ASGI middleware): Gradio names every file by its place in the server's cache
+  (in `/config`, the page, upload answers, results, its own error messages); this shows that place
+  as ``studio-cache/...`` on the way out and maps it back on the way in.
+- `delete_failed_uploads`: an upload Gradio refuses or that breaks off leaves its temporary file
+  behind (often empty); this deletes it.
+- `cap_jobs_per_client`: a client's session holds at most a fixed number of places in the queue,
+  waiting or running, and its address four times that (several people may share one address);
+  beyond that it is refused with a sentence.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ TOO_LARGE = ("The request is {size} MB; the limit is {limit} MB. Upload large fi
 NOT_PUBLIC = "There is no public endpoint named '{name}'."
 CAP_MESSAGE = ("You already have {count} requests waiting or running (at most {cap} at a time); "
                "wait for one to finish, then try again.")
+ADDRESS_SHARE = 4  # an address may hold this many sessions' worth of places
 
 
 def _mb(n: int) -> str:
@@ -123,6 +130,95 @@ async def _refuse(send, status: int, text: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+CACHE_ALIAS = "studio-cache"
+REWRITTEN_TYPES = (b"application/json", b"text/event-stream", b"text/html", b"text/plain", b"application/javascript")
+
+
+class HideServerPaths:
+    """ASGI middleware: the server's cache folder appears as `CACHE_ALIAS` outside the server."""
+
+    def __init__(self, app, cache_dir: str):
+        self.app = app
+        self.real = cache_dir.rstrip("/").encode() + b"/"
+        self.alias = CACHE_ALIAS.encode() + b"/"
+
+    def _inward(self, data: bytes) -> bytes:
+        return data.replace(b'"' + self.alias, b'"' + self.real).replace(b"file=" + self.alias, b"file=" + self.real)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        if f"file={CACHE_ALIAS}/" in path:
+            scope = dict(scope, path=path.replace(f"file={CACHE_ALIAS}/", "file=" + self.real.decode()),
+                         raw_path=self._inward(scope.get("raw_path") or b""))
+
+        async def inward_receive():
+            message = await receive()
+            if message["type"] == "http.request" and self.alias in message.get("body", b""):
+                message = dict(message, body=self._inward(message["body"]))
+            return message
+
+        rewrite = False
+        buffered: list[bytes] = []
+        start: dict | None = None
+
+        async def outward_send(message):
+            nonlocal rewrite, start
+            if message["type"] == "http.response.start":
+                headers = dict(message.get("headers") or [])
+                kind = headers.get(b"content-type", b"").split(b";")[0].strip()
+                rewrite = kind in REWRITTEN_TYPES and b"content-encoding" not in headers
+                if rewrite and b"content-length" in headers:
+                    start = message  # sent with the new length once the whole body is here
+                    return
+                return await send(message)
+            if message["type"] == "http.response.body" and rewrite:
+                body = message.get("body", b"").replace(self.real, self.alias)
+                if start is not None:
+                    buffered.append(body)
+                    if message.get("more_body", False):
+                        return
+                    whole = b"".join(buffered)
+                    headers = [(k, v) for k, v in start.get("headers") or [] if k != b"content-length"]
+                    await send(dict(start, headers=headers + [(b"content-length", str(len(whole)).encode())]))
+                    return await send({"type": "http.response.body", "body": whole, "more_body": False})
+                message = dict(message, body=body)
+            await send(message)
+
+        await self.app(scope, inward_receive, outward_send)
+
+
+def delete_failed_uploads() -> None:
+    """Make Gradio's upload parser delete the temporary files of an upload it gives up on (too large,
+    malformed, or the client went away); it only closes them, so they pile up in the temp folder."""
+    import os
+
+    from gradio import route_utils
+
+    parser = route_utils.GradioMultiPartParser
+    if getattr(parser.parse, "_deletes_failed", False):
+        return
+    original = parser.parse
+
+    async def parse(self):
+        try:
+            return await original(self)
+        except BaseException:
+            for handle in getattr(self, "_files_to_close_on_error", []):
+                name = getattr(handle, "name", None)
+                try:
+                    handle.close()
+                    if name:
+                        os.unlink(name)
+                except OSError:
+                    pass
+            raise
+
+    parse._deletes_failed = True
+    parser.parse = parse
+
+
 def public_endpoints(blocks) -> tuple[set[str], set[int]]:
     """Names and indices of the handlers that are part of the public API."""
     names, indices = set(), set()
@@ -134,42 +230,52 @@ def public_endpoints(blocks) -> tuple[set[str], set[int]]:
 
 
 def app_kwargs(blocks, max_body_bytes: int) -> dict[str, Any]:
-    """`launch(app_kwargs=...)`: the guard as the outermost middleware of Gradio's FastAPI app."""
+    """`launch(app_kwargs=...)`: the guards as middleware of Gradio's FastAPI app (inside its
+    compression, so they read plain bodies)."""
+    from gradio.utils import get_upload_folder
     from starlette.middleware import Middleware
 
+    delete_failed_uploads()
     return {"middleware": [Middleware(RequestGuard, max_body_bytes=max_body_bytes,
                                       public_names=lambda: public_endpoints(blocks)[0],
-                                      public_indices=lambda: public_endpoints(blocks)[1])]}
+                                      public_indices=lambda: public_endpoints(blocks)[1]),
+                           Middleware(HideServerPaths, cache_dir=get_upload_folder())]}
 
 
 # --- fair sharing -------------------------------------------------------------------------------
 
 def client_address(request, trust_forwarded: bool) -> str | None:
-    """The client's address; behind a trusted proxy (a Space) the first forwarded one."""
+    """The client's address. Behind a proxy (a Space's, or one on this machine or a private network,
+    which is the only way a request can come from such a peer) it is the first forwarded address;
+    a client reaching the server directly cannot choose it."""
+    import ipaddress
+
     if request is None:
         return None
-    if trust_forwarded:
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
     client = getattr(request, "client", None)
-    return getattr(client, "host", None)
+    peer = getattr(client, "host", None)
+    try:
+        behind_proxy = trust_forwarded or (peer is not None and ipaddress.ip_address(peer).is_private)
+    except ValueError:
+        behind_proxy = trust_forwarded
+    forwarded = request.headers.get("x-forwarded-for") if behind_proxy else None
+    return forwarded.split(",")[0].strip() if forwarded else peer
 
 
-def jobs_of(queue, session_hash: str | None, address: str | None, trust_forwarded: bool) -> int:
-    """How many events of this session or this address are waiting or running."""
+def jobs_of(queue, session_hash: str | None, address: str | None, trust_forwarded: bool) -> tuple[int, int]:
+    """How many events of this session, and of this address, are waiting or running."""
     events = [e for q in queue.event_queue_per_concurrency_id.values() for e in q.queue]
     events += [e for jobs in queue.active_jobs if jobs for e in jobs]
-    count = 0
+    by_session = by_address = 0
     for event in events:
-        same_session = session_hash is not None and event.session_hash == session_hash
-        same_address = address is not None and client_address(event.request, trust_forwarded) == address
-        count += same_session or same_address
-    return count
+        by_session += session_hash is not None and event.session_hash == session_hash
+        by_address += address is not None and client_address(event.request, trust_forwarded) == address
+    return by_session, by_address
 
 
 def cap_jobs_per_client(queue, cap: int, trust_forwarded: bool = False) -> None:
-    """Refuse a client's request once it holds ``cap`` places (waiting or running) in ``queue``.
+    """Refuse a client's request once its session holds ``cap`` places (waiting or running) in
+    ``queue``, or its address ``ADDRESS_SHARE * cap``.
 
     Gradio's queue has one global size limit only; this wraps its ``push`` (the one door every
     queued request goes through) with a per-client count. A refused request gets HTTP 503 with the
@@ -179,9 +285,12 @@ def cap_jobs_per_client(queue, cap: int, trust_forwarded: bool = False) -> None:
 
     async def push(body, request, username):
         address = client_address(request, trust_forwarded)
-        count = jobs_of(queue, getattr(body, "session_hash", None), address, trust_forwarded)
-        if count >= cap:
-            return False, CAP_MESSAGE.format(count=count, cap=cap), "queue_full"
+        by_session, by_address = jobs_of(queue, getattr(body, "session_hash", None), address, trust_forwarded)
+        if by_session >= cap:
+            return False, CAP_MESSAGE.format(count=by_session, cap=cap), "error"
+        if by_address >= ADDRESS_SHARE * cap:
+            return False, CAP_MESSAGE.format(count=by_address, cap=ADDRESS_SHARE * cap).replace(
+                "You already have", "Your address already has"), "error"
         return await original(body, request, username)
 
     queue.push = push

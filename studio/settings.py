@@ -20,7 +20,7 @@ VARIABLES: dict[str, str] = {
     "STUDIO_FORCE_CPU": "`1` runs on the CPU even where CUDA exists",
     "STUDIO_CHECK_BOUNDARY": "`1` pickles every device call's arguments and result, as ZeroGPU does (on under pytest)",
     "STUDIO_RETENTION_MINUTES": "uploads, downloads and session state older than this are deleted (default 60)",
-    "STUDIO_QUEUE_MAX_SIZE": "requests waiting in the queue before new ones are refused (default 32)",
+    "STUDIO_QUEUE_MAX_SIZE": "requests waiting in the queue before new ones are refused (default 64; each client holds at most its own cap of them)",
     "STUDIO_HEAVY_CONCURRENCY": "long model runs (CT denoising, video) at once across all tabs (default 1)",
     "STUDIO_QUICK_CONCURRENCY": "short model runs (token generation, a segmentation) at once, in their own lane beside the long ones (default 1)",
     "STUDIO_MAX_JOBS_PER_CLIENT": "requests one client (a browser session, or one address) may have waiting or running at once (default 3)",
@@ -112,7 +112,7 @@ def share() -> bool:
     return _get("STUDIO_SHARE") == "1"
 
 
-QUEUE_MAX_SIZE = int(_get("STUDIO_QUEUE_MAX_SIZE") or "32")
+QUEUE_MAX_SIZE = int(_get("STUDIO_QUEUE_MAX_SIZE") or "64")
 MAX_FILE_SIZE = _get("STUDIO_MAX_FILE_SIZE") or "64mb"
 # Heavy model work shares one concurrency slot so a long request cannot starve the CPU of others;
 # light re-renders (a slider moved after a run) get their own slots.
