@@ -185,11 +185,9 @@ def main(argv: list[str] | None = None) -> None:
         results = measure(f"http://127.0.0.1:{port}/", args.ct_iterations, args.burst, args.holder_jobs)
         results["seconds"] = round(time.perf_counter() - started, 1)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        from tests.conftest import stop_process
+
+        stop_process(proc)
     results["measured"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     results["command"] = "python -m bench.sharing " + " ".join(argv if argv is not None else sys.argv[1:])
     OUT.write_text(json.dumps(results, indent=2) + "\n")
