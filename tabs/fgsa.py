@@ -102,7 +102,7 @@ def run(image_file, gt_file, site, dc, low, mid_low, mid_high, high, all_sites=F
         check_site(site, bundle.adapter.site_names())
         size = bundle.image_size
         image = io.to_model_input(rgb, size)
-        gt = io.read_mask(upload_path(gt_file), size) if gt_file else None
+        gt = io.read_mask(upload_path(gt_file), size, image_hw=rgb.shape[:2]) if gt_file else None
         request = SegmentRequest(image=image, site=str(site), bands=bands, all_sites=bool(all_sites))
         out = call_device(KEY, "run", request, progress)
         result = out.result

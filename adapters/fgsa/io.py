@@ -24,13 +24,17 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return rgb
 
 
-def read_mask(path: str | Path | None, size: int) -> np.ndarray | None:
-    """An optional ground-truth mask as 0/1 at the model's size (nearest neighbour)."""
+def read_mask(path: str | Path | None, size: int, image_hw: tuple[int, int] | None = None) -> np.ndarray | None:
+    """An optional ground-truth mask as 0/1 at the model's size (nearest neighbour). With
+    ``image_hw`` the mask must have the image's size: a ground truth is pixel for pixel."""
     if path is None or str(path) == "":
         return None
     import cv2
 
     rgb = read_rgb_any(path)
+    if image_hw is not None and rgb.shape[:2] != tuple(image_hw):
+        raise BadInput(f"The ground-truth mask is {rgb.shape[1]}x{rgb.shape[0]} pixels but the image is "
+                       f"{image_hw[1]}x{image_hw[0]}: they must match pixel for pixel.")
     gray = rgb.mean(-1)
     return (cv2.resize(gray, (size, size), interpolation=cv2.INTER_NEAREST) > 127).astype(np.float32)
 

@@ -69,6 +69,8 @@ def test_fgsa_reads_16_bit_images_and_bounds_the_mask(files):
     assert io.read_mask(files["gray16.png"], 32).shape == (32, 32)
     with pytest.raises(BadInput, match="Ground-truth mask: .*too large"):
         io.read_mask(files["bomb_20000.png"], 32)
+    with pytest.raises(BadInput, match="mask is 4x4 pixels but the image is 128x96: they must match"):
+        io.read_mask(files["tiny_4px.png"], 32, image_hw=(96, 128))
 
 
 def test_i2v_keeps_the_first_frame_of_a_16_bit_image(files):
