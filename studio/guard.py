@@ -153,10 +153,22 @@ class HideServerPaths:
             scope = dict(scope, path=path.replace(f"file={CACHE_ALIAS}/", "file=" + self.real.decode()),
                          raw_path=self._inward(scope.get("raw_path") or b""))
 
+        is_json = dict(scope.get("headers") or []).get(b"content-type", b"").startswith(b"application/json")
+
         async def inward_receive():
             message = await receive()
-            if message["type"] == "http.request" and self.alias in message.get("body", b""):
-                message = dict(message, body=self._inward(message["body"]))
+            if message["type"] != "http.request":
+                return message
+            body = message.get("body", b"")
+            if is_json:  # whole, so that a path split across two chunks is still found
+                while message.get("more_body", False):
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return message
+                    body += message.get("body", b"")
+                message = {"type": "http.request", "body": body, "more_body": False}
+            if self.alias in body:
+                message = dict(message, body=self._inward(body))
             return message
 
         rewrite = False

@@ -142,3 +142,38 @@ def test_body_limit_follows_the_upload_limit():
     from studio import settings
 
     assert settings.max_body_bytes() == 64 * 2**20 + 2**20
+
+
+def test_server_cache_paths_are_shown_as_an_alias_and_mapped_back():
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from studio.guard import HideServerPaths
+
+    cache = "/srv/private/gradio"
+    seen = {}
+
+    async def join(request):
+        seen["body"] = (await request.body()).decode()
+        return JSONResponse({"path": f"{cache}/abc/out.png", "url": f"/gradio_api/file={cache}/abc/out.png"})
+
+    async def file(request):
+        seen["file"] = request.url.path
+        return PlainTextResponse("pixels")
+
+    inner = Starlette(routes=[Route("/gradio_api/queue/join", join, methods=["POST"]),
+                              Route("/gradio_api/{rest:path}", file)])
+    client = TestClient(HideServerPaths(inner, cache_dir=cache))
+
+    def split_body():  # the alias split across two chunks
+        yield b'{"data": [{"path": "studio-ca'
+        yield b'che/abc/in.png"}]}'
+
+    answer = client.post("/gradio_api/queue/join", content=split_body(), headers={"content-type": "application/json"})
+    assert seen["body"] == '{"data": [{"path": "/srv/private/gradio/abc/in.png"}]}'
+    assert answer.json() == {"path": "studio-cache/abc/out.png", "url": "/gradio_api/file=studio-cache/abc/out.png"}
+    assert int(answer.headers["content-length"]) == len(answer.content)
+    assert client.get("/gradio_api/file=studio-cache/abc/out.png").text == "pixels"
+    assert seen["file"] == "/gradio_api/file=/srv/private/gradio/abc/out.png"
