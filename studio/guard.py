@@ -19,6 +19,7 @@ import json
 import re
 from typing import Any, Callable
 
+PAGE_ROUTE = "predict"
 API_ROUTE = re.compile(r"^/gradio_api/(?:run|api|call(?:/v2)?)/([^/]+)/?$")
 TOO_LARGE = ("The request is {size} MB; the limit is {limit} MB. Upload large files as files, "
              "not inside the request.")
@@ -36,11 +37,12 @@ class RequestGuard:
     """ASGI middleware: a body-size limit and public-only named routes (see the module docstring)."""
 
     def __init__(self, app, max_body_bytes: int, public_names: Callable[[], set[str]],
-                 public_indices: Callable[[], set[int]]):
+                 public_indices: Callable[[], set[int]], page_indices: Callable[[], set[int]] = set):
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.public_names = public_names
         self.public_indices = public_indices
+        self.page_indices = page_indices
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -87,8 +89,10 @@ class RequestGuard:
 
     async def _named_route(self, name: str, scope, receive, send):
         """A named route: refused unless the name is public; its body (small JSON) is read here
-        first so that a ``fn_index`` naming a private handler is refused too."""
-        if name not in self.public_names():
+        first so that a ``fn_index`` naming a private handler is refused too. The page itself posts
+        ``/run/predict`` with the index of a handler that skips the queue (an example filling the
+        inputs, a preset): those cheap handlers stay reachable that way, and only that way."""
+        if name not in self.public_names() and name != PAGE_ROUTE:
             return await _refuse(send, 404, NOT_PUBLIC.format(name=name[:80]))
         chunks, size = [], 0
         while True:
@@ -108,7 +112,8 @@ class RequestGuard:
             index = json.loads(body).get("fn_index") if body else None
         except (ValueError, AttributeError):
             index = None
-        if index is not None and index not in self.public_indices():
+        allowed = self.public_indices() | (self.page_indices() if name == PAGE_ROUTE else set())
+        if (index is None and name == PAGE_ROUTE) or (index is not None and index not in allowed):
             return await _refuse(send, 404, NOT_PUBLIC.format(name=f"#{index}"))
         replayed = False
 
@@ -241,6 +246,11 @@ def public_endpoints(blocks) -> tuple[set[str], set[int]]:
     return names, indices
 
 
+def page_endpoints(blocks) -> set[int]:
+    """Indices of the handlers that skip the queue (the page calls them over ``/run/predict``)."""
+    return {index for index, fn in blocks.fns.items() if not getattr(fn, "queue", True)}
+
+
 def app_kwargs(blocks, max_body_bytes: int) -> dict[str, Any]:
     """`launch(app_kwargs=...)`: the guards as middleware of Gradio's FastAPI app (inside its
     compression, so they read plain bodies)."""
@@ -250,7 +260,8 @@ def app_kwargs(blocks, max_body_bytes: int) -> dict[str, Any]:
     delete_failed_uploads()
     return {"middleware": [Middleware(RequestGuard, max_body_bytes=max_body_bytes,
                                       public_names=lambda: public_endpoints(blocks)[0],
-                                      public_indices=lambda: public_endpoints(blocks)[1]),
+                                      public_indices=lambda: public_endpoints(blocks)[1],
+                                      page_indices=lambda: page_endpoints(blocks)),
                            Middleware(HideServerPaths, cache_dir=get_upload_folder())]}
 
 

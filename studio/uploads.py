@@ -15,11 +15,9 @@ from gradio import processing_utils
 class ImageFile(gr.Image):
     """`gr.Image` whose value is the uploaded file's path, never opened in Gradio."""
 
-    is_template = True  # the page uses the ordinary image widget
-
-    def __init__(self, *args, **kwargs):
-        kwargs.update(type="filepath", image_mode=None)
-        super().__init__(*args, **kwargs)
+    # The page uses the ordinary image widget. No __init__ of its own: Gradio reads a template's
+    # properties from its __init__ signature. Create it with type="filepath", image_mode=None.
+    is_template = True
 
     def preprocess(self, payload):
         if payload is None:

@@ -151,10 +151,10 @@ def build() -> None:
     state = shell.session_state()
     with gr.Row():
         with gr.Column(scale=1):
-            image = ImageFile(label=f"Image ({pixel_limit_text(io.MAX_PIXELS, io.MAX_SIDE)})",
-                              format=settings.IMAGE_FORMAT, height=220)
-            gt = ImageFile(label=f"Ground-truth mask (optional; {pixel_limit_text(io.MAX_PIXELS, io.MAX_SIDE)})",
-                           format=settings.IMAGE_FORMAT, height=160)
+            image = ImageFile(type="filepath", image_mode=None, format=settings.IMAGE_FORMAT, height=220,
+                              label=f"Image ({pixel_limit_text(io.MAX_PIXELS, io.MAX_SIDE)})")
+            gt = ImageFile(type="filepath", image_mode=None, format=settings.IMAGE_FORMAT, height=160,
+                           label=f"Ground-truth mask (optional; {pixel_limit_text(io.MAX_PIXELS, io.MAX_SIDE)})")
             site = gr.Dropdown([(SITE_LABELS[s], s) for s in SITES], value="c1", label="Adapter site (FGSAttn) to inspect and edit")
             all_sites = gr.Checkbox(False, label="Apply the band scales at every FGSAttn site")
             sliders = [gr.Slider(0, SLIDER_MAX, value=1, step=0.05, label=f"{name} band") for name in BANDS]

@@ -105,8 +105,8 @@ def build() -> None:
     params = shell.header(PARAMS_NOTE)
     with gr.Row():
         with gr.Column(scale=1):
-            image = ImageFile(label=f"First frame (centre-cropped and resized; {pixel_limit_text(MAX_PIXELS, MAX_SIDE)})",
-                              format="png", sources=["upload", "clipboard"], height=256)
+            image = ImageFile(type="filepath", image_mode=None, format="png", sources=["upload", "clipboard"], height=256,
+                              label=f"First frame (centre-cropped and resized; {pixel_limit_text(MAX_PIXELS, MAX_SIDE)})")
             prompt = gr.Textbox(label="Prompt", value=DEFAULTS["prompt"], max_lines=2)
             motion = gr.Slider(*MOTION_LIMITS, value=DEFAULTS["motion_strength"], step=0.05, label="Motion strength",
                                info="Higher: noisier, more degraded start and a lighter first-frame branch: more motion")

@@ -81,12 +81,17 @@ def test_i2v_keeps_the_first_frame_of_a_16_bit_image(files):
 
 
 def test_image_uploads_reach_the_handler_undecoded(files, tmp_path):
+    import gradio as gr
     from gradio.data_classes import ImageData
 
     from studio.uploads import ImageFile
 
-    component = ImageFile(label="x")
+    component = ImageFile(label="x", type="filepath", image_mode=None)
     assert component.get_block_name() == "image"  # the page's widget is the ordinary one
+    with gr.Blocks() as demo:
+        ImageFile(label="x", type="filepath", image_mode=None, sources=["upload"])
+    props = demo.get_config_file()["components"][0]["props"]
+    assert props["label"] == "x" and props["sources"] == ["upload"]  # the page gets every property
     # a zero-byte or bomb file is not opened here: the reader refuses it with the tab's words
     assert component.preprocess(ImageData(path=str(files["bomb_20000.png"]))) == str(files["bomb_20000.png"])
     raw = files["gray16.png"].read_bytes()
@@ -107,7 +112,8 @@ def _guarded_app(limit: int):
 
     inner = Starlette(routes=[Route("/gradio_api/queue/join", echo, methods=["POST"]),
                               Route("/gradio_api/run/{name}", echo, methods=["POST"])])
-    return RequestGuard(inner, max_body_bytes=limit, public_names=lambda: {"open"}, public_indices=lambda: {0})
+    return RequestGuard(inner, max_body_bytes=limit, public_names=lambda: {"open"}, public_indices=lambda: {0},
+                        page_indices=lambda: {3})
 
 
 def test_request_bodies_over_the_limit_are_refused_inline_data_included():
@@ -136,6 +142,10 @@ def test_named_routes_answer_for_public_endpoints_only():
     assert hidden.status_code == 404 and "no public endpoint" in hidden.json()["detail"]
     by_index = client.post("/gradio_api/run/open", json={"data": [], "fn_index": 7})
     assert by_index.status_code == 404
+    # the page's own path for handlers that skip the queue (an example filling the inputs)
+    assert client.post("/gradio_api/run/predict", json={"data": [], "fn_index": 3}).status_code == 200
+    assert client.post("/gradio_api/run/predict", json={"data": [], "fn_index": 7}).status_code == 404
+    assert client.post("/gradio_api/run/predict", json={"data": []}).status_code == 404
 
 
 def test_body_limit_follows_the_upload_limit():

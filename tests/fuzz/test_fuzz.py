@@ -348,6 +348,10 @@ def test_private_endpoints_are_not_callable_over_http(server, client):
         public = next(d["api_name"] for d in config["dependencies"] if d.get("api_visibility") == "public" and d.get("api_name"))
         answer = httpx.post(f"{server.url}gradio_api/run/{public}", json={"data": [], "fn_index": dep["id"]}, timeout=30)
         assert answer.status_code == 404
+        if dep.get("queue") is not False:  # the page's /run/predict serves only handlers that skip the queue
+            answer = httpx.post(f"{server.url}gradio_api/run/predict", json={"data": [], "fn_index": dep["id"]},
+                                timeout=30)
+            assert answer.status_code == 404
     assert server.alive()
 
 
