@@ -27,7 +27,8 @@ def build_demo() -> gr.Blocks:
                     gr.Markdown(f"## {info.title}\n{cite}\n\n{info.description}")
                 tab.build()
     demo.queue(max_size=settings.QUEUE_MAX_SIZE, default_concurrency_limit=settings.LIGHT_CONCURRENCY)
-    guard.cap_jobs_per_client(demo._queue, settings.MAX_JOBS_PER_CLIENT, trust_forwarded=settings.on_space())
+    guard.cap_jobs_per_client(demo._queue, settings.MAX_JOBS_PER_CLIENT, trust_forwarded=settings.on_space(),
+                              lanes=(settings.HEAVY, settings.QUICK))
     return demo
 
 

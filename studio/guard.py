@@ -285,31 +285,40 @@ def client_address(request, trust_forwarded: bool) -> str | None:
     return forwarded.split(",")[0].strip() if forwarded else peer
 
 
-def jobs_of(queue, session_hash: str | None, address: str | None, trust_forwarded: bool) -> tuple[int, int]:
-    """How many events of this session, and of this address, are waiting or running."""
+def jobs_of(queue, session_hash: str | None, address: str | None, trust_forwarded: bool,
+            lanes: tuple[str, ...] | None = None) -> tuple[int, int]:
+    """How many events of this session (in ``lanes`` only, when given) and of this address (all)
+    are waiting or running."""
     events = [e for q in queue.event_queue_per_concurrency_id.values() for e in q.queue]
     events += [e for jobs in queue.active_jobs if jobs for e in jobs]
     by_session = by_address = 0
     for event in events:
-        by_session += session_hash is not None and event.session_hash == session_hash
+        in_lane = lanes is None or getattr(getattr(event, "fn", None), "concurrency_id", None) in lanes
+        by_session += in_lane and session_hash is not None and event.session_hash == session_hash
         by_address += address is not None and client_address(event.request, trust_forwarded) == address
     return by_session, by_address
 
 
-def cap_jobs_per_client(queue, cap: int, trust_forwarded: bool = False) -> None:
+def cap_jobs_per_client(queue, cap: int, trust_forwarded: bool = False, lanes: tuple[str, ...] | None = None) -> None:
     """Refuse a client's request once its session holds ``cap`` places (waiting or running) in
-    ``queue``, or its address ``ADDRESS_SHARE * cap``.
+    ``queue``, or its address ``ADDRESS_SHARE * cap``. With ``lanes`` (concurrency ids: the model
+    runs) only those count toward a session's cap, so quick re-renders of a session's own result
+    (a slider moved) are never refused while its model run waits; every event counts toward the
+    address's cap, so a flood of them is bounded too.
 
     Gradio's queue has one global size limit only; this wraps its ``push`` (the one door every
-    queued request goes through) with a per-client count. A refused request gets HTTP 503 with the
-    sentence as its detail, which the page and `gradio_client` show as the error.
+    queued request goes through) with a per-client count. A refused request gets HTTP 400 with the
+    sentence as its detail: the page shows that detail as the error (for a 503 it would show its own
+    "busy" line instead).
     """
     original = queue.push
 
     async def push(body, request, username):
         address = client_address(request, trust_forwarded)
-        by_session, by_address = jobs_of(queue, getattr(body, "session_hash", None), address, trust_forwarded)
-        if by_session >= cap:
+        by_session, by_address = jobs_of(queue, getattr(body, "session_hash", None), address, trust_forwarded, lanes)
+        fn = getattr(getattr(queue, "blocks", None), "fns", {}).get(getattr(body, "fn_index", None))
+        counted = lanes is None or getattr(fn, "concurrency_id", None) in lanes
+        if counted and by_session >= cap:
             return False, CAP_MESSAGE.format(count=by_session, cap=cap), "error"
         if by_address >= ADDRESS_SHARE * cap:
             return False, CAP_MESSAGE.format(count=by_address, cap=ADDRESS_SHARE * cap).replace(

@@ -9,7 +9,7 @@ import gradio as gr
 import pytest
 
 from studio import guard, settings
-from studio.shell import HEAVY, QUICK
+from studio.shell import HEAVY, LIGHT, QUICK
 from tests.conftest import free_port
 
 CAP = 2
@@ -26,12 +26,17 @@ def lanes_server():
     def short_job(x):
         return f"short {x}"
 
+    def edit(x):
+        return f"edit {x}"
+
     with gr.Blocks() as demo:
         text, out = gr.Textbox(), gr.Textbox()
         gr.Button("long").click(long_job, text, out, api_name="long", **HEAVY)
         gr.Button("short").click(short_job, text, out, api_name="short", **QUICK)
+        gr.Button("edit").click(edit, text, out, api_name="edit", **LIGHT)
     demo.queue(max_size=32)
-    guard.cap_jobs_per_client(demo._queue, CAP)  # a loopback peer: its forwarded address counts
+    # a loopback peer: its forwarded address counts; only model lanes count toward a session's cap
+    guard.cap_jobs_per_client(demo._queue, CAP, lanes=(settings.HEAVY, settings.QUICK))
     port = free_port()
     demo.launch(server_port=port, prevent_thread_lock=True, quiet=True,
                 app_kwargs=guard.app_kwargs(demo, settings.max_body_bytes()))
@@ -56,9 +61,12 @@ def test_one_client_holds_at_most_its_cap_and_the_quick_lane_runs_beside_the_hea
     assert [a.status_code for a in answers] == [200] * CAP + [400] * 2
     assert all(f"You already have {CAP} requests waiting or running (at most {CAP} at a time)" in a.json()["detail"]
                for a in answers[CAP:])
-    # the same address under other sessions: up to ADDRESS_SHARE times the cap
+    # a quick re-render of the same session is not a model run: it is not refused
+    assert _join(url, demo, "edit", "holder", "10.0.0.1").status_code == 200
+    # the same address under other sessions: up to ADDRESS_SHARE times the cap (every event counts)
     more = [_join(url, demo, "long", f"tab{i}", "10.0.0.1") for i in range(guard.ADDRESS_SHARE * CAP)]
-    assert sum(a.status_code == 200 for a in more) == (guard.ADDRESS_SHARE - 1) * CAP
+    accepted = sum(a.status_code == 200 for a in more)
+    assert accepted in ((guard.ADDRESS_SHARE - 1) * CAP - 1, (guard.ADDRESS_SHARE - 1) * CAP)  # the edit may be done
     assert "Your address already has" in more[-1].json()["detail"]
     # another client, while the heavy lane is busy: the quick lane answers at once
     other = Client(url, verbose=False, headers={"X-Forwarded-For": "10.0.0.2"})
