@@ -53,6 +53,7 @@ def _join(url: str, demo, api_name: str, session: str, address: str):
                       json={"data": ["x"], "fn_index": index, "session_hash": session, "event_data": None})
 
 
+@pytest.mark.e2e  # starts a server (about 20 s here)
 def test_one_client_holds_at_most_its_cap_and_the_quick_lane_runs_beside_the_heavy(lanes_server):
     from gradio_client import Client
 
