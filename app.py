@@ -8,7 +8,7 @@ import os
 
 import gradio as gr
 
-from studio import settings
+from studio import guard, settings
 from studio.device import configure_threads  # imports `spaces` before torch, as ZeroGPU requires
 from tabs import registered_tabs
 
@@ -27,6 +27,8 @@ def build_demo() -> gr.Blocks:
                     gr.Markdown(f"## {info.title}\n{cite}\n\n{info.description}")
                 tab.build()
     demo.queue(max_size=settings.QUEUE_MAX_SIZE, default_concurrency_limit=settings.LIGHT_CONCURRENCY)
+    guard.cap_jobs_per_client(demo._queue, settings.MAX_JOBS_PER_CLIENT, trust_forwarded=settings.on_space(),
+                              lanes=(settings.HEAVY, settings.QUICK))
     return demo
 
 
@@ -43,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.source:
         settings.set_model_source(args.source)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **settings.launch_kwargs())
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+                app_kwargs=guard.app_kwargs(demo, settings.max_body_bytes()), **settings.launch_kwargs())
 
 
 if __name__ == "__main__":

@@ -117,6 +117,13 @@ def describe_failure(exc: BaseException) -> str:
     for item in chain:
         if type(item).__name__ in {"EntryNotFoundError", "FileNotFoundError"}:
             return "a file the model needs is missing from the repository"
+    for item in chain:
+        if type(item).__name__ == "WeightMismatch":  # its message names the file's role, never a path
+            return str(item).rstrip(".")
+        if type(item).__name__ == "SafetensorError" or "header" in str(item).lower():
+            return "a weight file is damaged or incomplete"
+    if isinstance(chain[0], OSError):
+        return "a file the model needs is missing or unreadable"
     return type(chain[0]).__name__
 
 
@@ -139,6 +146,10 @@ def _load(spec: PaperSpec) -> LoadedModel:
             raise ModelSourceError(
                 f"Model source 'local' for {spec.key} needs a directory in hub layout: set "
                 f"{settings.local_dir_name(spec.key)} or STUDIO_LOCAL_ROOT.")
+        if not any(Path(directory).iterdir()):
+            raise ModelSourceError(
+                f"The local model directory for {spec.key} ({settings.local_dir_name(spec.key)}) is empty: "
+                f"put the model there in hub layout, or choose another source.")
         try:
             value = loading_module(spec).load_hub(local_parts(spec, directory))
         except Exception as exc:

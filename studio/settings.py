@@ -20,8 +20,10 @@ VARIABLES: dict[str, str] = {
     "STUDIO_FORCE_CPU": "`1` runs on the CPU even where CUDA exists",
     "STUDIO_CHECK_BOUNDARY": "`1` pickles every device call's arguments and result, as ZeroGPU does (on under pytest)",
     "STUDIO_RETENTION_MINUTES": "uploads, downloads and session state older than this are deleted (default 60)",
-    "STUDIO_QUEUE_MAX_SIZE": "requests waiting in the queue before new ones are refused (default 32)",
-    "STUDIO_HEAVY_CONCURRENCY": "model runs at once across all tabs (default 1)",
+    "STUDIO_QUEUE_MAX_SIZE": "requests waiting in the queue before new ones are refused (default 64; each client holds at most its own cap of them)",
+    "STUDIO_HEAVY_CONCURRENCY": "long model runs (CT denoising, video) at once across all tabs (default 1)",
+    "STUDIO_QUICK_CONCURRENCY": "short model runs (token generation, a segmentation) at once, in their own lane beside the long ones (default 1)",
+    "STUDIO_MAX_JOBS_PER_CLIENT": "requests one client (a browser session, or one address) may have waiting or running at once (default 3)",
     "STUDIO_MAX_FILE_SIZE": "upload limit (default `64mb`)",
     "STUDIO_SHARE": "`1` asks Gradio for a public share link",
     "STUDIO_STUDY_DB": "where reader-study ratings are stored: a SQLite file path or a SQLAlchemy URL (default `data/studies.sqlite` in the repo; git-ignored)",
@@ -115,12 +117,17 @@ def share() -> bool:
     return _get("STUDIO_SHARE") == "1"
 
 
-QUEUE_MAX_SIZE = int(_get("STUDIO_QUEUE_MAX_SIZE") or "32")
+QUEUE_MAX_SIZE = int(_get("STUDIO_QUEUE_MAX_SIZE") or "64")
 MAX_FILE_SIZE = _get("STUDIO_MAX_FILE_SIZE") or "64mb"
 # Heavy model work shares one concurrency slot so a long request cannot starve the CPU of others;
 # light re-renders (a slider moved after a run) get their own slots.
 HEAVY = "heavy"
 HEAVY_CONCURRENCY = int(_get("STUDIO_HEAVY_CONCURRENCY") or "1")
+# Short model runs have a lane of their own, so a token generation never waits behind minutes of
+# CT denoising or video: the two lanes run side by side (one torch thread each).
+QUICK = "quick"
+QUICK_CONCURRENCY = int(_get("STUDIO_QUICK_CONCURRENCY") or "1")
+MAX_JOBS_PER_CLIENT = max(1, int(_get("STUDIO_MAX_JOBS_PER_CLIENT") or "3"))
 LIGHT_CONCURRENCY = 4
 # Images that carry measurements travel as PNG: Gradio's default WebP is lossy.
 IMAGE_FORMAT = "png"
@@ -131,6 +138,17 @@ CSS = """
 .studio-status {min-height: 1.5em}
 footer {display: none !important}
 """
+
+
+def max_body_bytes() -> int:
+    """Largest request body accepted: the upload limit plus room for a multipart envelope. It
+    covers inline base64 `data:` payloads in JSON bodies, which the upload limit alone does not."""
+    text = MAX_FILE_SIZE.lower().strip()
+    units = {"tb": 2**40, "gb": 2**30, "mb": 2**20, "kb": 2**10, "b": 1}
+    for unit, factor in units.items():
+        if text.endswith(unit) and text[: -len(unit)].strip().replace(".", "", 1).isdigit():
+            return int(float(text[: -len(unit)]) * factor) + 2**20
+    return int(text) + 2**20
 
 
 def launch_kwargs() -> dict:

@@ -1,7 +1,7 @@
 """The standard pieces of a paper tab, so that the browser test's contract is code, not habit:
 ``#<key>-run`` (the main button), ``#<key>-status`` (where "Done in" appears), ``#<key>-examples``,
-the parameter line, the one line on what is real, the figures accordion and the heavy
-concurrency slot every model run shares."""
+the parameter line, the one line on what is real, the figures accordion and the lanes model runs
+go in (``heavy`` for minutes of work, ``quick`` for seconds, side by side)."""
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
@@ -15,7 +15,9 @@ from studio.registry import TabInfo
 from studio.ui import params_markdown
 
 HEAVY = dict(concurrency_id=settings.HEAVY, concurrency_limit=settings.HEAVY_CONCURRENCY)
+QUICK = dict(concurrency_id=settings.QUICK, concurrency_limit=settings.QUICK_CONCURRENCY)
 LIGHT = dict(concurrency_limit=settings.LIGHT_CONCURRENCY)
+LANES = {"heavy": HEAVY, "quick": QUICK}
 
 
 class Shell:
@@ -64,9 +66,10 @@ class Shell:
 
     # --- events -----------------------------------------------------------------------------
     def on_run(self, button: gr.Button, fn: Callable, inputs, outputs, api_name: str | None = None,
-               params: gr.Markdown | None = None, params_note: str = ""):
-        """Wire the main run (heavy slot, the tab's main api_name); refresh the parameter line after."""
-        event = button.click(fn, inputs, outputs, api_name=api_name or self.info.main_api, **HEAVY)
+               params: gr.Markdown | None = None, params_note: str = "", lane: str = "heavy"):
+        """Wire the main run (the tab's main api_name) in its lane: ``heavy`` for runs of minutes,
+        ``quick`` for runs of seconds, which must not wait behind them; refresh the parameter line after."""
+        event = button.click(fn, inputs, outputs, api_name=api_name or self.info.main_api, **LANES[lane])
         if params is not None:
             event = event.then(lambda: self.params_text(params_note), None, params, queue=False,
                                api_visibility="private")

@@ -14,6 +14,7 @@ from studio.loader import MODELS, bundled_dir
 from studio.registry import tab_info
 from studio.shell import LIGHT, Shell
 from studio.ui import call_device, done_markdown, download_path, friendly, get_model, stopwatch, upload_path
+from studio.uploads import ImageFile, pixel_limit_text
 
 INFO = tab_info(SPEC, api_names=("fgsa_segment",))
 KEY = INFO.key
@@ -101,7 +102,7 @@ def run(image_file, gt_file, site, dc, low, mid_low, mid_high, high, all_sites=F
         check_site(site, bundle.adapter.site_names())
         size = bundle.image_size
         image = io.to_model_input(rgb, size)
-        gt = io.read_mask(upload_path(gt_file), size) if gt_file else None
+        gt = io.read_mask(upload_path(gt_file), size, image_hw=rgb.shape[:2]) if gt_file else None
         request = SegmentRequest(image=image, site=str(site), bands=bands, all_sites=bool(all_sites))
         out = call_device(KEY, "run", request, progress)
         result = out.result
@@ -143,13 +144,17 @@ def rerender_if_ready(state, *args):
 
 
 def build() -> None:
+    from adapters.fgsa import io
+
     shell = Shell(INFO)
     params = shell.header()
     state = shell.session_state()
     with gr.Row():
         with gr.Column(scale=1):
-            image = gr.Image(type="filepath", label="Image", format=settings.IMAGE_FORMAT, height=220)
-            gt = gr.Image(type="filepath", label="Ground-truth mask (optional)", image_mode="L", format=settings.IMAGE_FORMAT, height=160)
+            image = ImageFile(type="filepath", image_mode=None, format=settings.IMAGE_FORMAT, height=220,
+                              label=f"Image ({pixel_limit_text(io.MAX_PIXELS, io.MAX_SIDE)})")
+            gt = ImageFile(type="filepath", image_mode=None, format=settings.IMAGE_FORMAT, height=160,
+                           label=f"Ground-truth mask (optional; {pixel_limit_text(io.MAX_PIXELS, io.MAX_SIDE)})")
             site = gr.Dropdown([(SITE_LABELS[s], s) for s in SITES], value="c1", label="Adapter site (FGSAttn) to inspect and edit")
             all_sites = gr.Checkbox(False, label="Apply the band scales at every FGSAttn site")
             sliders = [gr.Slider(0, SLIDER_MAX, value=1, step=0.05, label=f"{name} band") for name in BANDS]
@@ -172,7 +177,7 @@ def build() -> None:
 
     inputs = [image, gt, site, *sliders, all_sites]
     shell.on_run(button, run, inputs, [with_adapter, without, spectrum, attention, metrics, bands_md, mask_file, status, state],
-                 params=params)
+                 params=params, lane="quick")
     edit_outputs = [with_adapter, spectrum, attention, metrics, bands_md, mask_file, status]
     edit_inputs = [state, site, *sliders, all_sites]
     # edits are light: they re-run only the adapter path on this session's cached image

@@ -8,10 +8,12 @@ import gradio as gr
 
 from adapters.i2v import SPEC
 from adapters.i2v.config import DEFAULTS, LIMITS, MOTION_LIMITS
+from adapters.i2v.io import MAX_PIXELS, MAX_SIDE
 from studio import settings
 from studio.registry import tab_info
 from studio.shell import Shell
 from studio.ui import call_device, done_markdown, download_path, friendly, get_model, stopwatch
+from studio.uploads import ImageFile, pixel_limit_text
 
 KEY = SPEC.key
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / KEY
@@ -103,8 +105,8 @@ def build() -> None:
     params = shell.header(PARAMS_NOTE)
     with gr.Row():
         with gr.Column(scale=1):
-            image = gr.Image(label="First frame (any size: centre-cropped and resized)", type="filepath",
-                             format="png", sources=["upload", "clipboard"], height=256)
+            image = ImageFile(type="filepath", image_mode=None, format="png", sources=["upload", "clipboard"], height=256,
+                              label=f"First frame (centre-cropped and resized; {pixel_limit_text(MAX_PIXELS, MAX_SIDE)})")
             prompt = gr.Textbox(label="Prompt", value=DEFAULTS["prompt"], max_lines=2)
             motion = gr.Slider(*MOTION_LIMITS, value=DEFAULTS["motion_strength"], step=0.05, label="Motion strength",
                                info="Higher: noisier, more degraded start and a lighter first-frame branch: more motion")

@@ -175,4 +175,4 @@ def build() -> None:
     shell.examples(EXAMPLES, inputs, label="Examples (one click fills the inputs; then Generate)")
     shell.figures()
     shell.on_run(button, run, inputs, [with_adapter, bare, stats, status, download], params=params,
-                 params_note="(adapter of one exit layer; each exit layer has its own)")
+                 params_note="(adapter of one exit layer; each exit layer has its own)", lane="quick")

@@ -44,6 +44,15 @@ def wait_for_http(url: str, timeout: float, proc: subprocess.Popen | None = None
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
+def stop_process(proc: subprocess.Popen, grace: float = 15) -> None:
+    """Terminate a server started for a test or a benchmark; kill it if it does not stop in time."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 @pytest.fixture(scope="session")
 def studio_server():
     """URL of a studio started with `python app.py` on a free localhost port (bundled models)."""
@@ -61,11 +70,7 @@ def studio_server():
         wait_for_http(url, timeout=120, proc=proc)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 @pytest.fixture(scope="session")

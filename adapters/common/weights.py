@@ -32,6 +32,31 @@ def read_bundled(directory: str | os.PathLike, name: str = "model") -> tuple[dic
     return tensors, config
 
 
+class WeightMismatch(ValueError):
+    """A weight file does not fit the model it is loaded into; the message names the file's role
+    (never a path), so it can be shown to the user as it is."""
+
+
+def load_strict(module: Any, tensors: Mapping[str, Any], role: str, ignore: tuple[str, ...] = ()) -> Any:
+    """``module.load_state_dict(tensors)`` where every key must match (shapes too): a mismatch is a
+    `WeightMismatch` naming ``role``, never a partly random model. Keys starting with one of
+    ``ignore`` may be absent or extra on either side (buffers that differ across library versions)."""
+    own = set(module.state_dict())
+    given = set(tensors)
+    missing = sorted(k for k in own - given if not k.startswith(ignore)) if ignore else sorted(own - given)
+    unexpected = sorted(k for k in given - own if not k.startswith(ignore)) if ignore else sorted(given - own)
+    if missing or unexpected:
+        raise WeightMismatch(f"The {role} weights do not match the model ({len(missing)} missing, "
+                             f"{len(unexpected)} unexpected, e.g. {(missing + unexpected)[:3]}).")
+    wanted = {k: v for k, v in tensors.items() if k in own}
+    try:
+        module.load_state_dict(wanted, strict=not ignore)
+    except RuntimeError as exc:  # shapes differ
+        first = str(exc).split("\n")[1].strip() if "\n" in str(exc) else "shape mismatch"
+        raise WeightMismatch(f"The {role} weights do not match the model ({first[:160]}).") from None
+    return module
+
+
 def count_safetensors_params(path: str | os.PathLike, prefixes: tuple[str, ...] | None = None,
                              parameters_only: bool = False) -> int:
     """Element count from a safetensors header alone (no tensor is read).

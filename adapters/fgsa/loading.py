@@ -8,7 +8,14 @@ from pathlib import Path
 
 import torch
 
-from adapters.common.weights import count_params, count_safetensors_params, read_bundled, resolve_file, save_bundled
+from adapters.common.weights import (
+    count_params,
+    count_safetensors_params,
+    load_strict,
+    read_bundled,
+    resolve_file,
+    save_bundled,
+)
 from adapters.fgsa.modeling import FGSAConfig, FGSANet, SamBackbone, TinyViT, TinyViTConfig
 
 ADAPTER_FILE = "fgsa_adapter"  # hub layout: .safetensors + .json in the adapter part
@@ -39,7 +46,7 @@ class FGSABundle:
 def tiny_vit_from(tensors: dict, config: dict) -> TinyViT:
     cfg = TinyViTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in TinyViTConfig.__dataclass_fields__})
     vit = TinyViT(cfg)
-    vit.load_state_dict(tensors)
+    load_strict(vit, tensors, role="FGSA frozen backbone (tiny ViT)")
     vit.eval().requires_grad_(False)
     return vit
 
@@ -52,10 +59,7 @@ def attach(backbone, tensors: dict, config: dict, model_class: type = FGSANet) -
     """An FGSANet (or subclass) around `backbone` with the saved non-backbone weights; a key mismatch
     is an error, never a partly random model."""
     model = model_class(backbone, fgsa_config_from(config))
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    missing = [k for k in missing if not k.startswith("backbone.")]
-    if missing or unexpected:
-        raise RuntimeError(f"adapter weights do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    load_strict(model, tensors, role="FGSA adapter", ignore=("backbone.",))  # the backbone has its own file
     return model.eval()
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from adapters.common.weights import count_safetensors_params, read_bundled, resolve_file, save_bundled
+from adapters.common.weights import count_safetensors_params, load_strict, read_bundled, resolve_file, save_bundled
 from adapters.i2v.config import (
     FRAME_SIZE,
     MOTION_CONFIG,
@@ -95,11 +95,12 @@ def load_bundled(directory: Path) -> I2VModel:
     for name, cls in (("vae", AutoencoderKL), ("unet", UNet2DConditionModel), ("motion_adapter", MotionAdapter)):
         tensors, config = read_bundled(directory, name)
         module = cls.from_config(_strip_private(config))
-        module.load_state_dict(tensors)
+        load_strict(module, tensors, role=f"image-to-video {name}")
         built[name] = module.eval().requires_grad_(False)
     tensors, config = read_bundled(directory, "text_encoder")
     text_encoder = CLIPTextModel(CLIPTextConfig(**config))
-    text_encoder.load_state_dict(tensors, strict=False)  # position_ids buffers differ across versions
+    # the position_ids buffer is stored by some transformers versions and not others
+    load_strict(text_encoder, tensors, role="image-to-video text encoder", ignore=("text_model.embeddings.position_ids",))
     built["text_encoder"] = text_encoder.eval().requires_grad_(False)
     built["tokenizer"] = CLIPTokenizer.from_pretrained(str(directory / "tokenizer"))
     built["scheduler"] = DDIMScheduler.from_config(json.loads((directory / "scheduler.json").read_text()))

@@ -33,6 +33,7 @@ from torch import nn
 
 from adapters.common.contract import Progress
 from adapters.common.errors import BadInput
+from adapters.common.weights import WeightMismatch
 
 _CALL = contextvars.ContextVar("i2v_call", default=None)
 
@@ -139,13 +140,15 @@ class I2VAdapter(nn.Module):
         missing = sorted(set(wanted) - set(state))
         unexpected = sorted(set(state) - set(wanted))
         if strict and (missing or unexpected):
-            raise KeyError(f"I2V adapter weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+            raise WeightMismatch(f"The I2V adapter weights do not match the model: missing {missing[:3]}, "
+                                 f"unexpected {unexpected[:3]}.")
         for key, proc in self.layers.items():
             prefix = _processor_name(key)[: -len(".processor")]
             own = {n: state[f"{prefix}.{n}"] for n in proc.state_dict() if f"{prefix}.{n}" in state}
             for n, tensor in own.items():
                 if tensor.shape != proc.state_dict()[n].shape:
-                    raise ValueError(f"{prefix}.{n}: shape {tuple(tensor.shape)} != {tuple(proc.state_dict()[n].shape)}")
+                    raise WeightMismatch(f"The I2V adapter weights do not match the model: {prefix}.{n} has shape "
+                                         f"{tuple(tensor.shape)}, the model {tuple(proc.state_dict()[n].shape)}.")
             proc.load_state_dict(own, strict=strict)
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from adapters.common.contract import Progress
 from adapters.common.errors import BadInput
+from adapters.common.weights import load_strict
 from adapters.speculative.decoded import Decoded
 from adapters.speculative.engine import (
     Drafter,
@@ -137,7 +138,8 @@ def load_adapters(path: Path, model: nn.Module) -> dict[int, KangarooAdapter]:
     for k in (int(x) for x in meta["exits"].split(",")):
         adapter = KangarooAdapter(model, k)
         prefix = f"exit{k}."
-        adapter.load_state_dict({n[len(prefix):]: t for n, t in tensors.items() if n.startswith(prefix)})
+        load_strict(adapter, {n[len(prefix):]: t for n, t in tensors.items() if n.startswith(prefix)},
+                    role=f"Kangaroo exit adapter (layer {k}, {Path(path).name})")
         adapters[k] = adapter.eval().requires_grad_(False)
     return adapters
 
