@@ -30,6 +30,49 @@ DEID_INFO = ("Off (the default): the DICOM is de-identified by rule, the DICOM P
              "characteristics, UID or private-tag retention. On: the file keeps the identifiers and says so.")
 
 
+def _image_side_from_header(item) -> tuple[int, int] | None:
+    """(width, height) of an editor image from its header only (a path or bytes), nothing decoded."""
+    import io as _io
+
+    from PIL import Image
+
+    source = getattr(item, "path", None) or (bytes(item) if isinstance(item, (bytes, bytearray, memoryview)) else None)
+    if source is None:
+        return None
+    try:
+        with Image.open(source if isinstance(source, str) else _io.BytesIO(source)) as img:
+            return img.size
+    except Image.DecompressionBombError:
+        return (1 << 30, 1 << 30)
+    except Exception:  # unreadable: Gradio's own decoding reports it
+        return None
+
+
+def bound_editor_layers(editor: gr.ImageEditor) -> gr.ImageEditor:
+    """Bound the editor's images from their headers before Gradio decodes them (a client may send
+    any layer, not only what the canvas draws). Wrapped on the instance: a subclass of a Gradio
+    component makes Gradio write a stub file next to this module."""
+    from adapters.filter2noise.io import MAX_SIDE
+
+    decode = editor.preprocess
+
+    def preprocess(payload):
+        if payload is not None:
+            images = [payload.background, payload.composite, *(payload.layers or [])]
+            cached = editor.blob_storage.get(payload.id) if payload.id is not None else None
+            if cached is not None:
+                images += [cached.background, cached.composite, *(cached.layers or [])]
+            for item in images:
+                size = _image_side_from_header(item) if item is not None else None
+                if size is not None and max(size) > MAX_SIDE:
+                    raise gr.Error(f"A painted layer is {size[0]}x{size[1]} pixels; the region editor takes layers up "
+                                   f"to {MAX_SIDE}x{MAX_SIDE} (the largest slice).", print_exception=False)
+        return decode(payload)
+
+    editor.preprocess = preprocess
+    return editor
+
+
 # --- pure helpers the handlers share ------------------------------------------------------------
 
 def _window(name, width, level):
@@ -308,9 +351,10 @@ def build() -> None:
                       format=settings.IMAGE_FORMAT, type="numpy")
     with gr.Accordion("Smooth more or less in a region (no retraining)", open=True):
         with gr.Row():
-            editor = gr.ImageEditor(label="Paint a region on the denoised slice", type="numpy", image_mode="RGBA",
-                                    sources=(), transforms=(), layers=False, format="png",
-                                    brush=gr.Brush(colors=["#ff3030"], color_mode="fixed"), elem_id="filter2noise-editor")
+            editor = bound_editor_layers(gr.ImageEditor(
+                label="Paint a region on the denoised slice", type="numpy", image_mode="RGBA", sources=(), transforms=(),
+                layers=False, format="png", brush=gr.Brush(colors=["#ff3030"], color_mode="fixed"),
+                elem_id="filter2noise-editor"))
             with gr.Column():
                 box = gr.Textbox(label="...or a box x0,y0,x1,y1 in pixels (overrides the brush)", placeholder="40,40,90,80")
                 factor = gr.Slider(0.25, 4, 2.0, step=0.05, label="Sigma factor inside the region (sets, never compounds)")

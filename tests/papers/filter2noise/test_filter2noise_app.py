@@ -174,3 +174,26 @@ def test_every_iteration_count_trains_including_the_slider_minimum():
     noisy = np.random.default_rng(1).normal(0, 20, (32, 32)).astype(np.float32)
     result = f2n.fit(noisy, f2n.FitSettings(iterations=10))
     assert len(result.losses) == 10 and all(np.isfinite(result.losses))
+
+
+def test_an_oversized_brush_layer_is_refused_from_its_header_before_decoding(tmp_path, monkeypatch):
+    import gradio as gr
+    from gradio.components.image_editor import EditorData
+    from gradio.data_classes import FileData
+    from PIL import Image
+
+    from tabs.filter2noise import bound_editor_layers
+    from tests.papers.filter2noise.test_filter2noise_bounds import huge_png
+
+    editor = bound_editor_layers(gr.ImageEditor(type="numpy", image_mode="RGBA"))
+    decoded = []
+    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(self.size))
+    big = huge_png(tmp_path / "layer.png", side=5000)
+    with pytest.raises(gr.Error, match="5000x5000 pixels.*up to 2048x2048"):
+        editor.preprocess(EditorData(background=None, layers=[FileData(path=str(big))], composite=None))
+    assert not decoded
+    monkeypatch.undo()
+    small = tmp_path / "small.png"
+    Image.new("RGBA", (30, 20), (255, 0, 0, 255)).save(small)
+    value = editor.preprocess(EditorData(background=None, layers=[FileData(path=str(small))], composite=None))
+    assert value["layers"][0].shape == (20, 30, 4)
