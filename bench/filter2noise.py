@@ -156,6 +156,31 @@ def speed_rows(quick: bool) -> list[dict]:
     return rows
 
 
+def bounded_baseline_rows(quick: bool) -> list[dict]:
+    """What the tab's "Run baselines" does on a 512x512 slice with a reference: total seconds against
+    the estimate its button states and the budget it enforces, and what each baseline got."""
+    from adapters.filter2noise.config import BaselinesRequest
+    from adapters.filter2noise.inference import baselines
+
+    side = 256 if quick else 512
+    noisy, reference = simulate_low_dose(shepp_logan_hu(side), 1e4, pixel_mm=0.5, seed=3)
+    start = time.perf_counter()
+    result = baselines(None, BaselinesRequest(noisy.astype(np.float32), reference.astype(np.float32)))
+    total = time.perf_counter() - start
+    case = f"phantom{side}_I0=1e4"
+    RESULTS["bounded_baselines"] = {"side": side, "seconds": total, "estimate_s": result.estimate_s,
+                                    "budget_s": result.budget_s, "skipped": list(result.skipped),
+                                    "images": {i.name: {"seconds": i.seconds, "note": i.note,
+                                                        "psnr": psnr_ssim(i.hu, reference)[0]} for i in result.images}}
+    rows = [_row(case, "tab baselines total s (bounded)", total, ratio=total / result.budget_s,
+                 note=f"button states about {result.estimate_s:.0f} s, at most {result.budget_s:.0f} s; "
+                      f"ratio = total / budget; skipped: {len(result.skipped)}")]
+    for item in result.images:
+        rows.append(_row(case, f"tab baseline s [{item.name}]", item.seconds,
+                         note=f"PSNR {psnr_ssim(item.hu, reference)[0]:.2f} dB; {item.note}"))
+    return rows
+
+
 def edge_and_flat(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Edges: the top 10% gradient inside the object; flat: the bottom 40%, eroded away from edges."""
     from scipy import ndimage
@@ -212,7 +237,8 @@ def run(quick: bool = False) -> list[dict]:
     torch.set_num_threads(1)
     RESULTS.clear()
     RESULTS["quick"] = quick
-    return quality_rows(quick) + sigma_rows(quick) + speed_rows(quick) + lambda_rows(quick)
+    return (quality_rows(quick) + sigma_rows(quick) + speed_rows(quick) + lambda_rows(quick)
+            + bounded_baseline_rows(quick))
 
 
 # --- figures.json and the model card ------------------------------------------------------------

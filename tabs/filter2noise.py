@@ -84,18 +84,33 @@ def _window(name, width, level):
         raise BadInput(str(exc)) from None
 
 
-def _views(session, window, width, level):
-    """Slider pair, residual, sigma maps, editor background for one session."""
-    from adapters.filter2noise import config as f2n
-    from adapters.filter2noise.viz import residual_image, sigma_figure, windowed
+def _edited_region(session):
+    """Every pixel whose sigmas are edited (box or brush, all applies since the last reset)."""
+    m = session.state.multiplier
+    return None if np.all(m == 1) else m != 1
 
-    w, l = _window(window, width, level)
-    noisy, denoised = windowed(session.noisy_hu, w, l), windowed(session.denoised_hu, w, l)
+
+def _sigma_view(session, sigma_scale=None):
+    from adapters.filter2noise import config as f2n
+    from adapters.filter2noise.viz import SIGMA_SCALES, sigma_figure
+
     sigmas = [session.state.sigmas(s) for s in range(len(session.state.base_sigmas))]
     xy_max_mm = f2n.SIGMA_XY_MAX * max(session.slice.spacing_mm)
-    figure = sigma_figure(sigmas, session.slice.spacing_mm, xy_max_mm, f2n.SIGMA_R_MAX_HU, f2n.HU_RANGE)
+    return sigma_figure(sigmas, session.slice.spacing_mm, xy_max_mm, f2n.SIGMA_R_MAX_HU, f2n.HU_RANGE,
+                        auto=sigma_scale == SIGMA_SCALES[1])
+
+
+def _views(session, window, width, level):
+    """Slider pair, residual, sigma maps (fixed scale), editor background for one session; the
+    edited region's outline is drawn on the denoised image until the edits are reset."""
+    from adapters.filter2noise.viz import residual_image, windowed, with_outline
+
+    w, l = _window(window, width, level)
+    region = _edited_region(session)
+    noisy = windowed(session.noisy_hu, w, l)
+    denoised = with_outline(windowed(session.denoised_hu, w, l), region)
     editor = {"background": denoised, "layers": [], "composite": denoised}
-    return (noisy, denoised), residual_image(session.noisy_hu, session.denoised_hu), figure, editor
+    return (noisy, denoised), residual_image(session.noisy_hu, session.denoised_hu), _sigma_view(session), editor
 
 
 def _keep_flag(keep_identifiers) -> bool:
@@ -182,7 +197,7 @@ def run(file, reference_file=None, frame=None, window=SOFT, width=400, level=40,
     """Validate here (web process), then one device call: train the sigma predictor on the slice."""
     from adapters.filter2noise.config import DEFAULT_ITERATIONS, DenoiseRequest, check_settings
     from adapters.filter2noise.io import load_slice
-    from adapters.filter2noise.metrics import Session, check_reference
+    from adapters.filter2noise.metrics import Session, check_reference, noise_feedback
 
     _window(window, width, level)
     keep = _keep_flag(keep_identifiers)
@@ -200,7 +215,8 @@ def run(file, reference_file=None, frame=None, window=SOFT, width=400, level=40,
     pair, residual, figure, editor = _views(session, window, width, level)
     notes = " ".join(ct.notes)
     extra = f"{ct.hu.shape[1]}x{ct.hu.shape[0]} px, {fit_settings.iterations} iterations, loss {losses[0]:.5f} -> {losses[-1]:.5f}."
-    status = done_markdown(seconds, device, extra) + (f"\n\n{notes}" if notes else "") + _privacy_line(session, keep)
+    status = (done_markdown(seconds, device, extra) + "\n\n" + noise_feedback(ct.hu, session.denoised_hu)
+              + (f"\n\n{notes}" if notes else "") + _privacy_line(session, keep))
     return (pair, residual, figure, editor, metrics_markdown(session), _edit_summary(state),
             _exports(session, keep), status, session)
 
@@ -213,9 +229,12 @@ def _require(session):
 
 def _rerendered(session, window, width, level, keep_identifiers, seconds, what):
 
+    from adapters.filter2noise.metrics import noise_feedback
+
     keep = _keep_flag(keep_identifiers)
     pair, residual, figure, editor = _views(session, window, width, level)
-    status = done_markdown(seconds, device_label("cpu"), what) + _privacy_line(session, keep)
+    status = (done_markdown(seconds, device_label("cpu"), what) + "\n\n"
+              + noise_feedback(session.noisy_hu, session.denoised_hu) + _privacy_line(session, keep))
     return (pair, residual, figure, editor, metrics_markdown(session), _edit_summary(session.state),
             _exports(session, keep), status, session)
 
@@ -238,7 +257,7 @@ def edit_region(editor, box="", factor=1.5, window=SOFT, width=400, level=40,
     start = time.perf_counter()
     state = f2n.set_region_factor(session.state, region, factor)
     seconds = time.perf_counter() - start
-    session = dataclasses.replace(session, state=state)
+    session = dataclasses.replace(session, state=state, last_region=region)
     what = (f"Re-filtered with sigmas x{factor:g} in {int(region.sum())} px (no retraining); nothing farther than "
             f"{state.locality_radius} px from the region changed.")
     return _rerendered(session, window, width, level, keep_identifiers, seconds, what)
@@ -253,7 +272,7 @@ def reset_region(window=SOFT, width=400, level=40, keep_identifiers=False, sessi
     session = _require(session)
     _keep_flag(keep_identifiers)
     start = time.perf_counter()
-    session = dataclasses.replace(session, state=f2n.reset_edits(session.state))
+    session = dataclasses.replace(session, state=f2n.reset_edits(session.state), last_region=None)
     return _rerendered(session, window, width, level, keep_identifiers, time.perf_counter() - start,
                        "Edits reset: the trained sigmas are back.")
 
@@ -271,24 +290,110 @@ def measure_region(editor, box="", session=None):
     from adapters.filter2noise.metrics import pick_region, region_stats
 
     session = _require(session)
-    region = pick_region(editor, box, session.state.multiplier.shape)
+    region = pick_region(editor, box, session.state.multiplier.shape, session.last_region)
     return region_markdown(region_stats(session, region))
 
 
+@friendly("Reading the slice")
+def preview(file, frame=None, window=SOFT, width=400, level=40):
+    """The slice as uploaded, before any training: both sides of the slider, its size and noise."""
+    from adapters.filter2noise.io import load_slice
+    from adapters.filter2noise.metrics import noise_feedback
+    from adapters.filter2noise.viz import windowed
+
+    if file is None:
+        return gr.skip(), gr.skip()
+    w, l = _window(window, width, level)
+    frame = None if frame in (None, "", -1) else int(frame)
+    ct = load_slice(upload_path(file), frame)
+    image = windowed(ct.hu, w, l)
+    h, wd = ct.hu.shape
+    text = (f"Preview: {wd}x{h} px, not denoised yet. {noise_feedback(ct.hu)} Press **Denoise**."
+            + (f"\n\n{' '.join(ct.notes)}" if ct.notes else ""))
+    return (image, image), text
+
+
+def preset_fields(window=SOFT):
+    """The width/level fields show the preset's values (a custom window keeps what is typed)."""
+    from adapters.filter2noise.viz import WINDOWS
+
+    if window in WINDOWS:
+        w, l = WINDOWS[window]
+        return gr.update(value=w), gr.update(value=l)
+    return gr.skip(), gr.skip()
+
+
+def to_custom(window=SOFT):
+    """Typing a width or level switches the window to Custom (so the typed values are used)."""
+    from adapters.filter2noise.viz import CUSTOM
+
+    return gr.skip() if window == CUSTOM else gr.update(value=CUSTOM)
+
+
+def sigma_view(sigma_scale=None, session=None):
+    if session is None:
+        return gr.skip()
+    return _sigma_view(session, sigma_scale)
+
+
+_CANCELLED: set[str] = set()  # session hashes whose baselines run was cancelled (no data, only the flag)
+
+
+class _CancellableProgress:
+    """Forwards progress to Gradio and stops the run at its next report once Cancel was pressed."""
+
+    def __init__(self, progress, session_hash: str):
+        self.progress, self.session_hash = progress, session_hash
+
+    def __call__(self, fraction, desc=None):
+        if self.session_hash in _CANCELLED:
+            _CANCELLED.discard(self.session_hash)
+            raise BadInput("The baselines were cancelled.")
+        return self.progress(fraction, desc=desc)
+
+
+def baselines_label(session=None) -> str:
+    from adapters.filter2noise.config import BASELINE_BUDGET_S
+    from adapters.filter2noise.metrics import baselines_estimate
+
+    if session is None:
+        return f"Run baselines: bilateral, BM3D, ZS-N2N (at most {BASELINE_BUDGET_S:.0f} s)"
+    h, w = session.noisy_hu.shape
+    return (f"Run baselines: bilateral, BM3D, ZS-N2N (about {baselines_estimate(session):.0f} s on this {w}x{h} "
+            f"slice, at most {BASELINE_BUDGET_S:.0f} s)")
+
+
+def _baselines_button(session=None):
+    return gr.update(value=baselines_label(session))
+
+
 @friendly("The baselines")
-def baselines(window=SOFT, width=400, level=40, session=None, progress=gr.Progress()):
-    """One device call with the slice (and reference) as plain arrays; captions are made here."""
+def baselines(window=SOFT, width=400, level=40, session=None, request: gr.Request = None, progress=gr.Progress()):
+    """One device call with the slice (and reference) as plain arrays, under the stated time budget;
+    captions are made here."""
     from adapters.filter2noise.metrics import baseline_captions, baselines_request
     from adapters.filter2noise.viz import windowed
 
     session = _require(session)
     w, l = _window(window, width, level)
+    key = getattr(request, "session_hash", None) or ""
+    _CANCELLED.discard(key)
     start = time.perf_counter()
-    out = call_device(INFO.key, "baselines", baselines_request(session), progress)
+    out = call_device(INFO.key, "baselines", baselines_request(session), _CancellableProgress(progress, key))
     results = baseline_captions(session, out.result)
     gallery = [(windowed(image, w, l), caption) for _, image, caption in results]
     table = "\n".join(f"- {caption}" for _, _, caption in results)
-    return gallery, table + "\n\n" + done_markdown(time.perf_counter() - start, device_label("cpu"))
+    table += "".join(f"\n- {line}" for line in out.result.skipped)
+    bound = (f"Time budget {out.result.budget_s:.0f} s (estimate for this slice {out.result.estimate_s:.0f} s): "
+             "ZS-N2N trains on random crops and stops at the budget; a baseline that would not fit is skipped.")
+    return gallery, table + "\n\n" + bound + "\n\n" + done_markdown(time.perf_counter() - start, device_label("cpu"))
+
+
+def cancel_baselines(request: gr.Request = None):
+    key = getattr(request, "session_hash", None)
+    if key:
+        _CANCELLED.add(key)
+    return "Cancelling: the baselines stop at their next step (BM3D, once started, finishes first)."
 
 
 # --- layout -------------------------------------------------------------------------------------
@@ -318,7 +423,7 @@ BAD_INPUTS = [
 
 def build() -> None:
     from adapters.filter2noise.config import DEFAULT_ITERATIONS, MAX_ITERATIONS
-    from adapters.filter2noise.viz import CUSTOM, WINDOWS
+    from adapters.filter2noise.viz import CUSTOM, SIGMA_SCALES, WINDOWS
 
     shell = Shell(INFO)
     session = shell.session_state()
@@ -347,8 +452,10 @@ def build() -> None:
                 residual = gr.Image(label="Removed (noisy - denoised), grey = 0, black/white = -/+150 HU",
                                     format=settings.IMAGE_FORMAT, type="numpy")
                 metrics = gr.Markdown()
-    sigmas = gr.Image(label="Sigma maps per stage (fixed colour scales: sigma_x/sigma_y in mm, sigma_range in HU)",
+    sigmas = gr.Image(label="Sigma maps per stage (sigma_x/sigma_y in mm, sigma_range in HU)",
                       format=settings.IMAGE_FORMAT, type="numpy")
+    sigma_scale = gr.Radio(list(SIGMA_SCALES), value=SIGMA_SCALES[0], label="Sigma map colour scale",
+                           elem_id="filter2noise-sigma-scale")
     with gr.Accordion("Smooth more or less in a region (no retraining)", open=True):
         with gr.Row():
             editor = bound_editor_layers(gr.ImageEditor(
@@ -367,7 +474,9 @@ def build() -> None:
     downloads = gr.File(label="Downloads: DICOM (de-identified unless asked), 16-bit PNG (HU+1024), .npy (HU)",
                         file_count="multiple", interactive=False)
     with gr.Accordion("Baselines (on demand)", open=False):
-        base_btn = gr.Button("Run baselines: OpenCV bilateral, BM3D, ZS-N2N", elem_id="filter2noise-baselines")
+        with gr.Row():
+            base_btn = gr.Button(baselines_label(), elem_id="filter2noise-baselines")
+            base_cancel = gr.Button("Cancel baselines", elem_id="filter2noise-baselines-cancel", variant="stop")
         base_gallery = gr.Gallery(label="Baselines, same window", columns=3, format=settings.IMAGE_FORMAT, height="auto")
         base_table = gr.Markdown()
     shell.figures("How it scores: measured figures")
@@ -377,14 +486,24 @@ def build() -> None:
                          "photons, each with its noiseless reference; CT_small as shipped (a clean slice, no reference)")
 
     main_outputs = [slider, residual, sigmas, editor, metrics, edits, downloads, status, session]
-    shell.on_run(run_btn, run, inputs, main_outputs, params=params, params_note=PARAMS_NOTE)
-    shell.light(apply_btn.click, edit_region, [editor, box, factor, window, width, level, keep_ids, session], main_outputs,
-                api_name="filter2noise_edit")
-    shell.light(reset_btn.click, reset_region, [window, width, level, keep_ids, session], main_outputs,
-                api_name="filter2noise_reset")
+    run_event = shell.on_run(run_btn, run, inputs, main_outputs, params=params, params_note=PARAMS_NOTE)
+    edit_event = shell.light(apply_btn.click, edit_region, [editor, box, factor, window, width, level, keep_ids, session],
+                             main_outputs, api_name="filter2noise_edit")
+    reset_event = shell.light(reset_btn.click, reset_region, [window, width, level, keep_ids, session], main_outputs,
+                              api_name="filter2noise_reset")
+    private = dict(queue=False, api_visibility="private")
+    for event in (run_event, edit_event, reset_event):  # the maps on the chosen colour scale
+        event.then(sigma_view, [sigma_scale, session], sigmas, **private)
+    sigma_scale.change(sigma_view, [sigma_scale, session], sigmas, **private)
+    file.change(preview, [file, frame, window, width, level], [slider, status], **private)
+    window.change(preset_fields, window, [width, level], **private)
+    for field in (width, level):
+        field.input(to_custom, window, window, **private)
     for control in (window, width, level):
         control.change(rewindow, [window, width, level, session], [slider, residual, editor], api_name=False
                        if control is not window else "filter2noise_window", show_progress="hidden")
     shell.light(measure_btn.click, measure_region, [editor, box, session], region_table, api_name="filter2noise_measure")
-    shell.heavy(base_btn.click, baselines, [window, width, level, session], [base_gallery, base_table],
-                api_name="filter2noise_baselines")
+    base_event = shell.heavy(base_btn.click, baselines, [window, width, level, session], [base_gallery, base_table],
+                             api_name="filter2noise_baselines")
+    base_cancel.click(cancel_baselines, None, base_table, cancels=[base_event], **private)
+    run_event.then(_baselines_button, session, base_btn, **private)
