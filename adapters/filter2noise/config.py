@@ -125,3 +125,17 @@ class BaselinesRequest:
     zs_iterations: int = BASELINE_ZS_ITERATIONS
     time_budget_s: float = BASELINE_BUDGET_S
     zs_crop: int | None = BASELINE_ZS_CROP
+
+
+SERIES_TRAIN_SLICES = 3
+
+
+@dataclass(frozen=True)
+class SeriesRequest:
+    """Every slice of a series (n, H, W) in HU. ``shared``: train one predictor on a few slices spread
+    through the series (tiled side by side) and apply it to all; otherwise train on each slice."""
+
+    volume: np.ndarray
+    settings: FitSettings = FitSettings()
+    shared: bool = True
+    train_slices: int = SERIES_TRAIN_SLICES

@@ -20,6 +20,7 @@ from adapters.filter2noise.config import (  # noqa: F401  (re-exported for the t
     MAX_ITERATIONS,
     BaselinesRequest,
     DenoiseRequest,
+    SeriesRequest,
     check_settings,
 )
 
@@ -47,10 +48,22 @@ class BaselinesResult:
     estimate_s: float = 0.0
 
 
+@dataclass(frozen=True)
+class SeriesResult:
+    denoised: np.ndarray  # (n, H, W) HU, float32
+    seconds: float
+    train_seconds: float
+    trained_on: tuple[int, ...]  # slice indices the predictor was trained on (every one when per slice)
+    shared: bool
+
+
 def gpu_seconds(entry: str, request) -> int:
     """ZeroGPU time to reserve: training scales with iterations and slice size."""
     if entry == "run":
         return int(min(120, 10 + request.settings.iterations * request.hu.size / 2.0e6))
+    if entry == "run_series":
+        fits = 1 if request.shared else request.volume.shape[0]
+        return int(min(600, 10 + fits * request.settings.iterations * 0.05 + request.volume.size / 2.0e5))
     return int(min(300, 30 + request.time_budget_s))
 
 
@@ -68,6 +81,51 @@ def run(bundle, request: DenoiseRequest, *, device="cpu", progress: Progress = N
                      device=device)
     state = f2n.apply_model(result.model, request.hu, device=device)
     return DenoiseResult(state, tuple(float(v) for v in result.losses), int(settings.iterations))
+
+
+def training_slices(n: int, count: int) -> tuple[int, ...]:
+    """``count`` slice indices spread evenly through a series of ``n`` (middle first for one)."""
+    count = max(1, min(count, n))
+    if count == 1:
+        return (n // 2,)
+    return tuple(sorted({int(round(v)) for v in np.linspace(0, n - 1, count + 2)[1:-1]}))
+
+
+def run_series(bundle, request: SeriesRequest, *, device="cpu", progress: Progress = None) -> SeriesResult:
+    """Denoise every slice. Shared: one predictor trained on a few slices tiled side by side (random
+    crops rarely straddle two), applied to each slice. Per slice: a fresh predictor per slice."""
+    volume, settings = request.volume, request.settings
+    n = volume.shape[0]
+    start = time.perf_counter()
+
+    def say(fraction, text):
+        if progress is not None:
+            progress(fraction, text)
+
+    def fit_on(image, label, lo, hi):
+        def on_step(i, total):
+            if i == 1 or i % 10 == 0 or i == total:
+                say(lo + (hi - lo) * i / total, f"{label}: iteration {i} of {total}")
+
+        return f2n.fit(image, settings, config=bundle.config, init_state=bundle.init_state, on_step=on_step,
+                       device=device).model
+
+    out = np.empty_like(volume, dtype=np.float32)
+    if request.shared:
+        chosen = training_slices(n, request.train_slices)
+        model = fit_on(np.concatenate([volume[i] for i in chosen], axis=1),
+                       f"Training once on slices {', '.join(str(i + 1) for i in chosen)}", 0.0, 0.5)
+        train_seconds = time.perf_counter() - start
+        for i in range(n):
+            out[i] = f2n.apply_model(model, volume[i], device=device).denoised_hu
+            say(0.5 + 0.5 * (i + 1) / n, f"Applying to slice {i + 1} of {n}")
+    else:
+        chosen = tuple(range(n))
+        for i in range(n):
+            model = fit_on(volume[i], f"Slice {i + 1} of {n}", i / n, (i + 1) / n)
+            out[i] = f2n.apply_model(model, volume[i], device=device).denoised_hu
+        train_seconds = time.perf_counter() - start
+    return SeriesResult(out, time.perf_counter() - start, train_seconds, chosen, bool(request.shared))
 
 
 def baselines(bundle, request: BaselinesRequest, *, device="cpu", progress: Progress = None) -> BaselinesResult:
@@ -146,6 +204,6 @@ def baselines(bundle, request: BaselinesRequest, *, device="cpu", progress: Prog
     crop_text = f", {request.zs_crop}² crops" if request.zs_crop else ""
     add("zs_n2n", f"ZS-N2N ({request.zs_iterations} iterations{crop_text})",
         lambda until: base.zs_n2n(noisy, request.zs_iterations, on_step=zs_step, crop=request.zs_crop,
-                                  deadline=until - apply_s), zs_note,
+                                  deadline=until - 2 * apply_s - 0.5), zs_note,
         minimum=apply_s + plan["zs_n2n"] * min(1.0, 10 / max(request.zs_iterations, 1)))
     return BaselinesResult(tuple(images), tuple(skipped), budget, float(sum(plan.values())))

@@ -326,6 +326,32 @@ def read_dicom_bounded(path: Path, stop_before_pixels: bool = False):
 
 
 def _load_dicom(path: Path, frame: int | None) -> CTSlice:
+    ds, arr = _dicom_pixels(path)
+    notes: list[str] = []
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    index = 0
+    if frames > 1:
+        arr, index, frames = _pick_frame(arr, frame, notes, "The DICOM")
+    elif arr.ndim != 2:
+        raise BadInput(f"The DICOM pixel data has shape {arr.shape}; a grey slice is needed.")
+    return _dicom_frame(ds, arr, index, frames, notes)
+
+
+def load_frames(path) -> list[CTSlice]:
+    """Every frame of a multi-frame DICOM (or the one slice of a single-frame file), read once."""
+    path = Path(path)
+    if _sniff(path) != "dicom":
+        raise BadInput("A multi-frame series must be a DICOM file.")
+    ds, arr = _dicom_pixels(path)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames == 1:
+        if arr.ndim != 2:
+            raise BadInput(f"The DICOM pixel data has shape {arr.shape}; a grey slice is needed.")
+        return [_dicom_frame(ds, arr, 0, 1, [])]
+    return [_dicom_frame(ds, arr[i], i, frames, []) for i in range(frames)]
+
+
+def _dicom_pixels(path: Path):
     ds = read_dicom_bounded(path)
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise BadInput("This DICOM file holds no readable image (no pixel data): it may be truncated or corrupt, "
@@ -333,7 +359,7 @@ def _load_dicom(path: Path, frame: int | None) -> CTSlice:
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         raise BadInput("This DICOM holds a colour image (e.g. a screenshot); CT denoising needs a grey CT slice.")
     try:
-        arr = ds.pixel_array
+        return ds, ds.pixel_array
     except (NotImplementedError, RuntimeError) as exc:
         syntax = ds.file_meta.get("TransferSyntaxUID", None) if hasattr(ds, "file_meta") else None
         name = getattr(syntax, "name", str(syntax))
@@ -342,13 +368,10 @@ def _load_dicom(path: Path, frame: int | None) -> CTSlice:
                        "`dcmdjpeg`) and upload it again.") from exc
     except (ValueError, EOFError, OSError, AttributeError, KeyError, TypeError):
         raise BadInput("The DICOM pixel data is truncated or inconsistent with its header and cannot be read.") from None
-    notes: list[str] = []
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    index = 0
-    if frames > 1:
-        arr, index, frames = _pick_frame(arr, frame, notes, "The DICOM")
-    elif arr.ndim != 2:
-        raise BadInput(f"The DICOM pixel data has shape {arr.shape}; a grey slice is needed.")
+
+
+def _dicom_frame(ds, arr: np.ndarray, index: int, frames: int, notes: list[str]) -> CTSlice:
+    """One frame's HU (its own rescale and spacing where the file has per-frame groups)."""
     item = _functional_item(ds, index, "PixelValueTransformationSequence")
     source = item if item is not None else ds
     slope = float(source.get("RescaleSlope", 1.0) or 1.0)
@@ -403,7 +426,8 @@ def _stored_values(hu: np.ndarray, slope: float, intercept: float) -> tuple[np.n
 
 def save_dicom(source: CTSlice, denoised_hu: np.ndarray, path, *, keep_identifiers=False,
                description: str = "Denoised with Filter2Noise", series_description: str = "Denoised (Filter2Noise)",
-               uids: UIDMapper | None = None, dates: DateShifter | None = None) -> Path:
+               uids: UIDMapper | None = None, dates: DateShifter | None = None,
+               instance_number: int | None = None) -> Path:
     """The denoised slice as DICOM with the source's geometry and rescale.
 
     New SOP and Series Instance UIDs, ImageType DERIVED\\SECONDARY and a derivation description.
@@ -441,6 +465,8 @@ def save_dicom(source: CTSlice, denoised_hu: np.ndarray, path, *, keep_identifie
     ds.SOPInstanceUID = uids(original_sop + f"/frame{source.frame}")
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.SeriesInstanceUID = uids(original_series)
+    if instance_number is not None:  # a series export numbers its slices 1..n in order
+        ds.InstanceNumber = int(instance_number)
     image_type = list(ds.get("ImageType", ["DERIVED", "SECONDARY"]))
     if str(ds.get("SOPClassUID", "")) in ENHANCED_CLASSES:
         # Enhanced CT: value 2 is enumerated (PRIMARY only); the frame types say DERIVED too

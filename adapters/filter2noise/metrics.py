@@ -43,6 +43,19 @@ class Session:
         return self.state.denoised_hu
 
 
+@dataclass
+class SeriesSession:
+    """One user's denoised series (per-session `gr.State`): the source slices and the result."""
+
+    series: object  # adapters.filter2noise.series.CTSeries
+    denoised: np.ndarray  # (n, H, W) HU
+    seconds: float = 0.0
+
+    @property
+    def noisy(self) -> np.ndarray:
+        return np.stack([s.hu for s in self.series.slices])
+
+
 CLEAN_NOISE_HU = 10.0  # below this estimated noise a slice is treated as already clean
 LITTLE_CHANGE_HU = 0.5  # a mean absolute change below this is "did almost nothing"
 
