@@ -372,6 +372,7 @@ def run_series(files, mode=SERIES_MODES[0], window=SOFT, width=400, level=40, it
 
     _window(window, width, level)
     keep = _keep_flag(keep_identifiers)
+    mode = SERIES_MODES[0] if mode in (None, "") else mode
     if mode not in SERIES_MODES:
         raise BadInput(f"Series mode must be one of: {'; '.join(SERIES_MODES)}.")
     shared = mode == SERIES_MODES[0]
@@ -404,7 +405,7 @@ def run_series(files, mode=SERIES_MODES[0], window=SOFT, width=400, level=40, it
                                                  f"**{seconds / n:.2f} s per slice**.")
               + f"\n\nSlice {middle}: {middle_noise}"
               + (f"\n\n{' '.join(series.notes)}" if series.notes else "") + privacy)
-    return (_series_view(record, middle, window, width, level), gr.update(maximum=n, value=middle, interactive=n > 1),
+    return (_series_view(record, middle, window, width, level), gr.update(maximum=max(n, 2), value=middle, interactive=n > 1),
             str(download), status, record)
 
 
@@ -502,6 +503,7 @@ BAD_INPUTS = [
 
 def build() -> None:
     from adapters.filter2noise.config import DEFAULT_ITERATIONS, MAX_ITERATIONS
+    from adapters.filter2noise.io import MAX_SIDE
     from adapters.filter2noise.viz import CUSTOM, SIGMA_SCALES, WINDOWS
 
     shell = Shell(INFO)
@@ -509,7 +511,7 @@ def build() -> None:
     params = shell.header(PARAMS_NOTE)
     with gr.Row():
         with gr.Column(scale=1):
-            file = gr.File(label="CT slice: DICOM, 16-bit PNG/TIFF (HU+1024), or .npy in HU",
+            file = gr.File(label=f"CT slice: DICOM, 16-bit PNG/TIFF (HU+1024), or .npy in HU; up to {MAX_SIDE}x{MAX_SIDE} px",
                            file_types=[".dcm", ".dicom", ".ima", ".png", ".tif", ".tiff", ".npy"], elem_id="filter2noise-file")
             reference = gr.File(label="Reference slice (optional, same size): enables PSNR/SSIM",
                                 file_types=[".dcm", ".png", ".tif", ".tiff", ".npy"], elem_id="filter2noise-reference")
@@ -556,7 +558,7 @@ def build() -> None:
         with gr.Row():
             base_btn = gr.Button(baselines_label(), elem_id="filter2noise-baselines")
             base_cancel = gr.Button("Cancel baselines", elem_id="filter2noise-baselines-cancel", variant="stop")
-        base_gallery = gr.Gallery(label="Baselines, same window", columns=3, format=settings.IMAGE_FORMAT, height="auto")
+        base_gallery = gr.Gallery(label="Baselines, same window", columns=2, format=settings.IMAGE_FORMAT, height="auto")
         base_table = gr.Markdown()
     with gr.Accordion("Series: denoise every slice of a series", open=False):
         with gr.Row():
@@ -571,7 +573,7 @@ def build() -> None:
             with gr.Column(scale=2):
                 series_view = gr.ImageSlider(label="Slice: noisy | Filter2Noise (drag); same window as above",
                                              format=settings.IMAGE_FORMAT, type="numpy")
-                series_index = gr.Slider(1, 1, 1, step=1, label="Slice (scroll through the series)",
+                series_index = gr.Slider(1, 2, 1, step=1, label="Slice (scroll through the series)",
                                          interactive=False, elem_id="filter2noise-series-index")
                 series_download = gr.File(label="Denoised series: zip of DICOM (de-identified unless asked), or .npy",
                                           interactive=False)

@@ -126,8 +126,8 @@ def write_dicom_series(out_dir, slices_hu, source=None, spacing_z_mm: float = 2.
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
         ds.InstanceNumber = i + 1
         x, y, z0 = (float(v) for v in base.ImagePositionPatient)
-        ds.ImagePositionPatient = [x, y, z0 + i * spacing_z_mm]
-        ds.SliceLocation = z0 + i * spacing_z_mm
+        ds.ImagePositionPatient = [f"{x:.4f}", f"{y:.4f}", f"{z0 + i * spacing_z_mm:.4f}"]  # DS: 16 characters at most
+        ds.SliceLocation = f"{z0 + i * spacing_z_mm:.4f}"
         stored = np.clip(np.rint((np.asarray(hu, np.float64) - intercept) / slope), -32768, 32767).astype(np.int16)
         ds.PixelData = stored.tobytes()
         ds.PixelRepresentation, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 16, 16, 15

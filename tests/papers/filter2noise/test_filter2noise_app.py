@@ -87,6 +87,30 @@ def test_api_denoise_edit_reset_and_bad_input(studio_client, tmp_path):
                                   api_name="/filter2noise_denoise")
 
 
+@pytest.mark.e2e
+def test_api_series_denoises_scrolls_and_exports_one_series(studio_client, tmp_path):
+    import zipfile
+
+    from gradio_client import handle_file
+
+    from adapters.filter2noise.testing import write_dicom_series
+
+    base = load_slice(ASSETS / "CT_small_I0_5e3.dcm").hu
+    paths = write_dicom_series(tmp_path / "in", [base + 20 * i for i in range(3)])
+    out = studio_client.predict([handle_file(str(p)) for p in paths], None, WINDOW, 400, 40, 10, 250.0, "false",
+                                api_name="/filter2noise_series")
+    view, index, download, status = out
+    assert "3 slices of 128x128 px" in status and "s per slice" in status and "de-identified" in status
+    with zipfile.ZipFile(_path(download)) as z:
+        z.extractall(tmp_path / "out")
+    back = [pydicom.dcmread(tmp_path / "out" / f"slice_{i:04d}.dcm") for i in (1, 2, 3)]
+    assert [int(b.InstanceNumber) for b in back] == [1, 2, 3] and len({b.SeriesInstanceUID for b in back}) == 1
+    assert all(b.PatientIdentityRemoved == "YES" for b in back)
+    first = studio_client.predict(1, WINDOW, 400, 40, api_name="/filter2noise_series_slice")
+    last = studio_client.predict(3, WINDOW, 400, 40, api_name="/filter2noise_series_slice")
+    assert _path(first[0]) != _path(last[0])
+
+
 def test_sigma_colours_are_fixed_not_stretched_per_image():
     from adapters.filter2noise.viz import colormap
 
