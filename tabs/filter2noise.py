@@ -566,7 +566,7 @@ def build() -> None:
                 series_files = gr.File(label="A series: several DICOM slices, a zip of them, or one multi-frame DICOM "
                                              "(up to 300 slices)", file_count="multiple",
                                        file_types=[".dcm", ".dicom", ".ima", ".zip", ".npy"],
-                                       elem_id="filter2noise-series-files")
+                                       height=220, elem_id="filter2noise-series-files")
                 series_mode = gr.Radio(list(SERIES_MODES), value=SERIES_MODES[0], label="Training")
                 series_btn = gr.Button("Denoise series", variant="primary", elem_id="filter2noise-series-run")
                 series_status = gr.Markdown(elem_id="filter2noise-series-status")
@@ -576,7 +576,7 @@ def build() -> None:
                 series_index = gr.Slider(1, 2, 1, step=1, label="Slice (scroll through the series)",
                                          interactive=False, elem_id="filter2noise-series-index")
                 series_download = gr.File(label="Denoised series: zip of DICOM (de-identified unless asked), or .npy",
-                                          interactive=False)
+                                          interactive=False, elem_id="filter2noise-series-download")
         series_state = shell.session_state()
     shell.figures("How it scores: measured figures")
     inputs = [file, reference, frame, window, width, level, iterations, edge_weight, keep_ids]
