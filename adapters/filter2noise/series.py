@@ -152,6 +152,9 @@ def load_series(paths, skip_bad: bool = False) -> CTSeries:
     series_uids = {str(s.dataset.get("SeriesInstanceUID", "")) for s in slices if s.dataset is not None}
     if len(series_uids) > 1:
         raise BadInput(f"The files belong to {len(series_uids)} different series; upload one series at a time.")
+    for ct in slices:  # the HU arrays are decoded: the stored pixels would only double the memory held
+        if ct.dataset is not None and "PixelData" in ct.dataset:
+            del ct.dataset.PixelData
     order = sorted(range(len(slices)), key=lambda i: _position_key(slices[i], i))
     return CTSeries([slices[i] for i in order], notes)
 
