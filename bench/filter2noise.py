@@ -162,7 +162,7 @@ def bounded_baseline_rows(quick: bool) -> list[dict]:
     from adapters.filter2noise.config import BaselinesRequest
     from adapters.filter2noise.inference import baselines
 
-    side = 256 if quick else 512
+    side = 128 if quick else 512
     noisy, reference = simulate_low_dose(shepp_logan_hu(side), 1e4, pixel_mm=0.5, seed=3)
     start = time.perf_counter()
     result = baselines(None, BaselinesRequest(noisy.astype(np.float32), reference.astype(np.float32)))
@@ -189,7 +189,8 @@ def series_rows(quick: bool) -> list[dict]:
     from adapters.filter2noise.inference import run_series
     from adapters.filter2noise.loading import F2NBundle
 
-    n = 4 if quick else 8
+    n = 3 if quick else 8
+    settings = f2n.FitSettings(iterations=20) if quick else f2n.FitSettings()
     ct = load_slice(pydicom_test_file("CT_small.dcm"))
     clean = neighbour_slices(ct.hu, n)
     pairs = [simulate_low_dose(c, 5e3, pixel_mm=ct.spacing_mm[1], seed=i) for i, c in enumerate(clean)]
@@ -198,7 +199,7 @@ def series_rows(quick: bool) -> list[dict]:
     RESULTS["series"] = out = {"slices": n}
     rows = []
     for shared in (True, False):
-        result = run_series(F2NBundle(), SeriesRequest(noisy, f2n.FitSettings(), shared=shared))
+        result = run_series(F2NBundle(), SeriesRequest(noisy, settings, shared=shared))
         psnrs = [psnr_ssim(result.denoised[i], refs[i])[0] for i in range(n)]
         label = "train once on 3 slices" if shared else "train per slice"
         out[label] = {"psnr_mean": float(np.mean(psnrs)), "psnr_min": float(np.min(psnrs)),
