@@ -156,6 +156,60 @@ def speed_rows(quick: bool) -> list[dict]:
     return rows
 
 
+def bounded_baseline_rows(quick: bool) -> list[dict]:
+    """What the tab's "Run baselines" does on a 512x512 slice with a reference: total seconds against
+    the estimate its button states and the budget it enforces, and what each baseline got."""
+    from adapters.filter2noise.config import BaselinesRequest
+    from adapters.filter2noise.inference import baselines
+
+    side = 128 if quick else 512
+    noisy, reference = simulate_low_dose(shepp_logan_hu(side), 1e4, pixel_mm=0.5, seed=3)
+    start = time.perf_counter()
+    result = baselines(None, BaselinesRequest(noisy.astype(np.float32), reference.astype(np.float32)))
+    total = time.perf_counter() - start
+    case = f"phantom{side}_I0=1e4"
+    RESULTS["bounded_baselines"] = {"side": side, "seconds": total, "estimate_s": result.estimate_s,
+                                    "budget_s": result.budget_s, "skipped": list(result.skipped),
+                                    "images": {i.name: {"seconds": i.seconds, "note": i.note,
+                                                        "psnr": psnr_ssim(i.hu, reference)[0]} for i in result.images}}
+    rows = [_row(case, "tab baselines total s (bounded)", total, ratio=total / result.budget_s,
+                 note=f"button states about {result.estimate_s:.0f} s, at most {result.budget_s:.0f} s; "
+                      f"ratio = total / budget; skipped: {len(result.skipped)}")]
+    for item in result.images:
+        rows.append(_row(case, f"tab baseline s [{item.name}]", item.seconds,
+                         note=f"PSNR {psnr_ssim(item.hu, reference)[0]:.2f} dB; {item.note}"))
+    return rows
+
+
+def series_rows(quick: bool) -> list[dict]:
+    """A series (CT_small at 5,000 photons, neighbouring slices by a smooth zoom): train once on three
+    slices and apply to all, against training on every slice; PSNR per slice and seconds per slice."""
+    from adapters.filter2noise.config import SeriesRequest
+    from adapters.filter2noise.data import neighbour_slices
+    from adapters.filter2noise.inference import run_series
+    from adapters.filter2noise.loading import F2NBundle
+
+    n = 3 if quick else 8
+    settings = f2n.FitSettings(iterations=20) if quick else f2n.FitSettings()
+    ct = load_slice(pydicom_test_file("CT_small.dcm"))
+    clean = neighbour_slices(ct.hu, n)
+    pairs = [simulate_low_dose(c, 5e3, pixel_mm=ct.spacing_mm[1], seed=i) for i, c in enumerate(clean)]
+    noisy = np.stack([p[0] for p in pairs]).astype(np.float32)
+    refs = [p[1] for p in pairs]
+    RESULTS["series"] = out = {"slices": n}
+    rows = []
+    for shared in (True, False):
+        result = run_series(F2NBundle(), SeriesRequest(noisy, settings, shared=shared))
+        psnrs = [psnr_ssim(result.denoised[i], refs[i])[0] for i in range(n)]
+        label = "train once on 3 slices" if shared else "train per slice"
+        out[label] = {"psnr_mean": float(np.mean(psnrs)), "psnr_min": float(np.min(psnrs)),
+                      "seconds_per_slice": result.seconds / n}
+        rows.append(_row(f"CT_small128_series{n}_I0=5000", f"series PSNR dB mean [{label}]", float(np.mean(psnrs)),
+                         note=f"min {np.min(psnrs):.2f}; noisy mean {np.mean([psnr_ssim(noisy[i], refs[i])[0] for i in range(n)]):.2f}"))
+        rows.append(_row(f"CT_small128_series{n}_I0=5000", f"series seconds per slice [{label}]", result.seconds / n))
+    return rows
+
+
 def edge_and_flat(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Edges: the top 10% gradient inside the object; flat: the bottom 40%, eroded away from edges."""
     from scipy import ndimage
@@ -212,7 +266,8 @@ def run(quick: bool = False) -> list[dict]:
     torch.set_num_threads(1)
     RESULTS.clear()
     RESULTS["quick"] = quick
-    return quality_rows(quick) + sigma_rows(quick) + speed_rows(quick) + lambda_rows(quick)
+    return (quality_rows(quick) + sigma_rows(quick) + speed_rows(quick) + lambda_rows(quick)
+            + bounded_baseline_rows(quick) + series_rows(quick))
 
 
 # --- figures.json and the model card ------------------------------------------------------------

@@ -25,6 +25,8 @@ DEFAULT_EDGE_WEIGHT = 250.0
 MAX_EDGE_WEIGHT = 5000.0
 FACTOR_RANGE = (0.1, 10.0)  # region edit: sigma factor limits
 BASELINE_ZS_ITERATIONS = 200
+BASELINE_ZS_CROP = 64  # ZS-N2N trains on random 64x64 crops in the tab: the same cost on any slice
+BASELINE_BUDGET_S = 90.0  # the tab's cap on one baselines run, stated on its button
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,27 @@ class DenoiseRequest:
 
 @dataclass(frozen=True)
 class BaselinesRequest:
-    """The baselines on one slice; with a reference the oracle bilateral is grid-searched against it."""
+    """The baselines on one slice; with a reference the oracle bilateral is grid-searched against it.
+
+    ``time_budget_s`` caps the run: a baseline whose estimate no longer fits is skipped (and said
+    so), and ZS-N2N stops training at the deadline. ``zs_crop`` None trains ZS-N2N on the whole slice."""
 
     noisy_hu: np.ndarray
     reference_hu: np.ndarray | None = None
     zs_iterations: int = BASELINE_ZS_ITERATIONS
+    time_budget_s: float = BASELINE_BUDGET_S
+    zs_crop: int | None = BASELINE_ZS_CROP
+
+
+SERIES_TRAIN_SLICES = 3
+
+
+@dataclass(frozen=True)
+class SeriesRequest:
+    """Every slice of a series (n, H, W) in HU. ``shared``: train one predictor on a few slices spread
+    through the series (tiled side by side) and apply it to all; otherwise train on each slice."""
+
+    volume: np.ndarray
+    settings: FitSettings = FitSettings()
+    shared: bool = True
+    train_slices: int = SERIES_TRAIN_SLICES

@@ -61,3 +61,18 @@ def psnr_ssim(result_hu: np.ndarray, reference_hu: np.ndarray, hu_range: tuple[f
     rng = hi - lo
     return (float(peak_signal_noise_ratio(b, a, data_range=rng)),
             float(structural_similarity(b, a, data_range=rng)))
+
+
+def neighbour_slices(hu: np.ndarray, n: int, spread: float = 0.08) -> list[np.ndarray]:
+    """``n`` slices that change smoothly like neighbours in a series, made from one real slice by a
+    zoom of up to +-``spread`` about its centre (anatomy grows and shrinks slice to slice). Synthetic
+    in their differences, real in their content."""
+    import cv2
+
+    h, w = hu.shape
+    out = []
+    for z in np.linspace(1.0 - spread, 1.0 + spread, n):
+        m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), 0.0, float(z))
+        out.append(cv2.warpAffine(np.asarray(hu, np.float32), m, (w, h), flags=cv2.INTER_CUBIC,
+                                  borderMode=cv2.BORDER_REFLECT_101))
+    return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,13 @@ from adapters.filter2noise.deid import (  # noqa: F401  (UIDMapper: re-exported)
 
 MIN_SIDE = 16
 MAX_SIDE = 2048
+# Bounds checked from headers before any pixel is decoded or any deflated byte is kept
+MAX_FILE_BYTES = 256 * 2**20  # one upload (a multi-frame DICOM may be large; the web limit is usually lower)
+MAX_FRAMES = 1000  # frames of a multi-frame file or slices of a 3-D array
+MAX_PIXEL_BYTES = 256 * 2**20  # rows x columns x frames x bytes per sample, as the header states it
+HEADER_ROOM_BYTES = 16 * 2**20  # everything in a data set besides its pixels (per-frame groups, overlays)
+MAX_INFLATED_BYTES = MAX_PIXEL_BYTES + HEADER_ROOM_BYTES  # a deflated DICOM data set, inflated
+LIMITS_TEXT = f"at most {MAX_SIDE}x{MAX_SIDE} pixels a slice, {MAX_FRAMES} frames, {MAX_FILE_BYTES // 2**20} MB"
 PNG16_OFFSET = 1024  # 16-bit PNG/TIFF convention (ours, on read and write): value = HU + 1024
 
 
@@ -46,10 +54,13 @@ class CTSlice:
 
 def _sniff(path: Path) -> str:
     try:
+        size = path.stat().st_size
         with open(path, "rb") as fh:
             head = fh.read(132)
     except OSError:
         raise BadInput("The file could not be opened.") from None
+    if size > MAX_FILE_BYTES:
+        raise BadInput(f"The file is {size / 2**20:.0f} MB; the CT tab reads files up to {MAX_FILE_BYTES // 2**20} MB.")
     if len(head) == 0:
         raise BadInput("The file is empty.")
     if head[128:132] == b"DICM":  # first: a DICOM preamble may itself look like a TIFF header
@@ -64,6 +75,35 @@ def _sniff(path: Path) -> str:
         return "dicom"
     raise BadInput("This is not a file the CT tab can read: upload a DICOM slice (.dcm), a 16-bit "
                    "PNG or TIFF, or a .npy array in HU.")
+
+
+def check_header_size(width: int, height: int, frames: int = 1, bytes_per_sample: int = 2,
+                      what: str = "The image") -> None:
+    """Refuse from the header alone, before any pixel is decoded (a small file can declare a huge image)."""
+    if min(width, height) < 1 or frames < 1:
+        raise BadInput(f"{what} declares {width}x{height} pixels and {frames} frame(s) in its header: it is corrupt.")
+    if max(width, height) > MAX_SIDE:
+        raise BadInput(f"{what} is {width}x{height} pixels; the largest supported slice is {MAX_SIDE}x{MAX_SIDE} "
+                       "(checked from the header, nothing was decoded).")
+    if frames > MAX_FRAMES:
+        raise BadInput(f"{what} holds {frames} frames; the CT tab reads at most {MAX_FRAMES}.")
+    total = width * height * frames * max(1, bytes_per_sample)
+    if total > MAX_PIXEL_BYTES:
+        raise BadInput(f"{what} would take {total / 2**20:.0f} MB decoded ({width}x{height} x {frames} frames); "
+                       f"the limit is {MAX_PIXEL_BYTES // 2**20} MB.")
+
+
+def png_header(path: Path) -> tuple[int, int, int]:
+    """(width, height, bytes per pixel) from a PNG's IHDR chunk, without decoding anything."""
+    import struct
+
+    with open(path, "rb") as fh:
+        head = fh.read(33)
+    if len(head) < 33 or head[12:16] != b"IHDR":
+        raise BadInput("The PNG file could not be decoded (corrupt or truncated: no image header).")
+    width, height, depth, colour = struct.unpack(">IIBB", head[16:26])
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 4)
+    return width, height, max(1, depth // 8) * channels
 
 
 def check_slice(hu: np.ndarray, what: str = "The image") -> np.ndarray:
@@ -111,16 +151,28 @@ def load_slice(path, frame: int | None = None) -> CTSlice:
 
 
 def _load_npy(path: Path, frame: int | None) -> CTSlice:
+    corrupt = "The .npy file is corrupt or holds Python objects; save a plain numeric array in HU."
     try:
-        arr = np.load(path, allow_pickle=False)
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(fh)
     except Exception:
-        raise BadInput("The .npy file is corrupt or holds Python objects; save a plain numeric array in HU.") from None
+        raise BadInput(corrupt) from None
+    if len(shape) in (2, 3):
+        rows, cols = shape[-2:]
+        check_header_size(cols, rows, shape[0] if len(shape) == 3 else 1, dtype.itemsize, "The array")
+    try:  # memory-mapped: only the chosen slice is read
+        arr = np.load(path, allow_pickle=False, mmap_mode="r")
+    except Exception:
+        raise BadInput(corrupt) from None
     notes: list[str] = []
     index, frames = 0, 1
     if arr.ndim == 3:
         arr, index, frames = _pick_frame(arr, frame, notes, "The array")
     elif arr.ndim != 2:
         raise BadInput(f"The array has shape {arr.shape}; give a 2-D slice (or a 3-D stack of slices) in HU.")
+    arr = np.array(arr)
     return CTSlice(check_slice(arr, "The array"), kind="npy", frame=index, frames=frames, notes=notes)
 
 
@@ -128,6 +180,7 @@ def _load_raster(path: Path, kind: str, frame: int | None) -> CTSlice:
     import cv2
 
     notes: list[str] = []
+    _check_raster_header(path, kind)
     ok, pages = cv2.imreadmulti(str(path), flags=cv2.IMREAD_UNCHANGED) if kind == "tiff" else (True, None)
     if kind == "tiff":
         if not ok or not pages:
@@ -164,6 +217,24 @@ def _load_raster(path: Path, kind: str, frame: int | None) -> CTSlice:
     return CTSlice(check_slice(hu), kind=kind, notes=notes)
 
 
+def _check_raster_header(path: Path, kind: str) -> None:
+    if kind == "png":
+        width, height, depth = png_header(path)
+        check_header_size(width, height, 1, depth, "The PNG")
+        return
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            (width, height), pages = img.size, getattr(img, "n_frames", 1)
+            depth = {"I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4}.get(img.mode, len(img.getbands()))
+    except Image.DecompressionBombError:
+        raise BadInput(f"The TIFF is far too large: the CT tab reads {LIMITS_TEXT}.") from None
+    except Exception:
+        raise BadInput("The TIFF file could not be decoded (corrupt or an unsupported layout).") from None
+    check_header_size(width, height, pages, depth, "The TIFF")
+
+
 def _functional_item(ds, frame: int, sequence: str):
     """An item of a functional group macro for one frame: per-frame first, then shared."""
     for groups, index in (("PerFrameFunctionalGroupsSequence", frame), ("SharedFunctionalGroupsSequence", 0)):
@@ -175,21 +246,120 @@ def _functional_item(ds, frame: int, sequence: str):
     return None
 
 
-def _load_dicom(path: Path, frame: int | None) -> CTSlice:
+DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+def _declared_bytes(prefix: bytes) -> int | None:
+    """Pixel bytes the data set's own header declares, parsed from the start of the inflated bytes."""
+    import pydicom.filereader as reader
+    from pydicom.filebase import DicomBytesIO
+
+    try:
+        head = reader.read_dataset(DicomBytesIO(prefix), is_implicit_VR=False, is_little_endian=True,
+                                   stop_when=lambda tag, vr, length: tag >= 0x7FE00000)
+        rows, cols = int(head.Rows), int(head.Columns)
+        frames = int(head.get("NumberOfFrames", 1) or 1)
+        depth = -(-int(head.get("BitsAllocated", 16) or 16) // 8) * int(head.get("SamplesPerPixel", 1) or 1)
+    except Exception:  # header longer than the prefix, or odd: the global bound still applies
+        return None
+    return rows * cols * frames * depth
+
+
+def _check_deflated_size(path: Path) -> None:
+    """A deflated data set is inflated in chunks that are counted and dropped, so a small file that
+    inflates to gigabytes is refused at the bound without ever holding it. The bound is what the
+    header (read from the first inflated megabyte) declares plus room for the rest of the header,
+    and never more than MAX_INFLATED_BYTES."""
+    import pydicom.filereader as reader
+
+    with open(path, "rb") as fh:
+        reader.read_preamble(fh, False)
+        meta = reader._read_file_meta_info(fh)
+        if str(meta.get("TransferSyntaxUID", "")) != DEFLATED:
+            return
+        inflater, total, limit, prefix = zlib.decompressobj(-zlib.MAX_WBITS), 0, MAX_INFLATED_BYTES, b""
+        step = 1 << 20
+        while chunk := fh.read(1 << 16):
+            data = inflater.decompress(chunk, step)
+            while True:
+                if prefix is not None:
+                    prefix += data
+                    if len(prefix) >= step:
+                        declared = _declared_bytes(prefix)
+                        if declared is not None and declared > MAX_PIXEL_BYTES:
+                            raise BadInput(f"The DICOM declares {declared / 2**20:.0f} MB of pixels; the CT tab reads "
+                                           f"{LIMITS_TEXT} (checked from the header, nothing was decoded).")
+                        if declared is not None:
+                            limit = min(limit, declared + HEADER_ROOM_BYTES)
+                        prefix = None
+                total += len(data)
+                if total > limit:
+                    raise BadInput(f"The deflated DICOM inflates to more than {limit / 2**20:.0f} MB, more than its "
+                                   f"header declares or the CT tab's limit ({LIMITS_TEXT}); it was refused before "
+                                   "being inflated.")
+                if not inflater.unconsumed_tail:
+                    break
+                data = inflater.decompress(inflater.unconsumed_tail, step)
+
+
+def read_dicom_bounded(path: Path, stop_before_pixels: bool = False):
+    """The pydicom Dataset, after the header bounds: inflated size (deflated transfer syntax), then
+    Rows x Columns x frames x bits from the data set read without its pixel data."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
-        ds = pydicom.dcmread(str(path))
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        _check_deflated_size(path)
+        head = pydicom.dcmread(str(path), stop_before_pixels=True)
+        if not stop_before_pixels and ("Rows" in head or "Columns" in head):
+            frames = head.get("NumberOfFrames", 1)
+            check_header_size(int(head.get("Columns", 0) or 0), int(head.get("Rows", 0) or 0),
+                              int(frames) if str(frames).strip() else 1,
+                              -(-int(head.get("BitsAllocated", 16) or 16) // 8) * int(head.get("SamplesPerPixel", 1) or 1),
+                              "The DICOM image")
+        return head if stop_before_pixels else pydicom.dcmread(str(path))
+    except BadInput:
+        raise
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, IndexError,
+            zlib.error):
         raise BadInput("The DICOM file is corrupt or truncated and could not be parsed.") from None
+
+
+def _load_dicom(path: Path, frame: int | None) -> CTSlice:
+    ds, arr = _dicom_pixels(path)
+    notes: list[str] = []
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    index = 0
+    if frames > 1:
+        arr, index, frames = _pick_frame(arr, frame, notes, "The DICOM")
+    elif arr.ndim != 2:
+        raise BadInput(f"The DICOM pixel data has shape {arr.shape}; a grey slice is needed.")
+    return _dicom_frame(ds, arr, index, frames, notes)
+
+
+def load_frames(path) -> list[CTSlice]:
+    """Every frame of a multi-frame DICOM (or the one slice of a single-frame file), read once."""
+    path = Path(path)
+    if _sniff(path) != "dicom":
+        raise BadInput("A multi-frame series must be a DICOM file.")
+    ds, arr = _dicom_pixels(path)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames == 1:
+        if arr.ndim != 2:
+            raise BadInput(f"The DICOM pixel data has shape {arr.shape}; a grey slice is needed.")
+        return [_dicom_frame(ds, arr, 0, 1, [])]
+    return [_dicom_frame(ds, arr[i], i, frames, []) for i in range(frames)]
+
+
+def _dicom_pixels(path: Path):
+    ds = read_dicom_bounded(path)
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise BadInput("This DICOM file holds no readable image (no pixel data): it may be truncated or corrupt, "
                        "or it is not an image (a report, a plan, a structure set).")
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         raise BadInput("This DICOM holds a colour image (e.g. a screenshot); CT denoising needs a grey CT slice.")
     try:
-        arr = ds.pixel_array
+        return ds, ds.pixel_array
     except (NotImplementedError, RuntimeError) as exc:
         syntax = ds.file_meta.get("TransferSyntaxUID", None) if hasattr(ds, "file_meta") else None
         name = getattr(syntax, "name", str(syntax))
@@ -198,13 +368,10 @@ def _load_dicom(path: Path, frame: int | None) -> CTSlice:
                        "`dcmdjpeg`) and upload it again.") from exc
     except (ValueError, EOFError, OSError, AttributeError, KeyError, TypeError):
         raise BadInput("The DICOM pixel data is truncated or inconsistent with its header and cannot be read.") from None
-    notes: list[str] = []
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    index = 0
-    if frames > 1:
-        arr, index, frames = _pick_frame(arr, frame, notes, "The DICOM")
-    elif arr.ndim != 2:
-        raise BadInput(f"The DICOM pixel data has shape {arr.shape}; a grey slice is needed.")
+
+
+def _dicom_frame(ds, arr: np.ndarray, index: int, frames: int, notes: list[str]) -> CTSlice:
+    """One frame's HU (its own rescale and spacing where the file has per-frame groups)."""
     item = _functional_item(ds, index, "PixelValueTransformationSequence")
     source = item if item is not None else ds
     slope = float(source.get("RescaleSlope", 1.0) or 1.0)
@@ -259,7 +426,8 @@ def _stored_values(hu: np.ndarray, slope: float, intercept: float) -> tuple[np.n
 
 def save_dicom(source: CTSlice, denoised_hu: np.ndarray, path, *, keep_identifiers=False,
                description: str = "Denoised with Filter2Noise", series_description: str = "Denoised (Filter2Noise)",
-               uids: UIDMapper | None = None, dates: DateShifter | None = None) -> Path:
+               uids: UIDMapper | None = None, dates: DateShifter | None = None,
+               instance_number: int | None = None) -> Path:
     """The denoised slice as DICOM with the source's geometry and rescale.
 
     New SOP and Series Instance UIDs, ImageType DERIVED\\SECONDARY and a derivation description.
@@ -297,6 +465,8 @@ def save_dicom(source: CTSlice, denoised_hu: np.ndarray, path, *, keep_identifie
     ds.SOPInstanceUID = uids(original_sop + f"/frame{source.frame}")
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.SeriesInstanceUID = uids(original_series)
+    if instance_number is not None:  # a series export numbers its slices 1..n in order
+        ds.InstanceNumber = int(instance_number)
     image_type = list(ds.get("ImageType", ["DERIVED", "SECONDARY"]))
     if str(ds.get("SOPClassUID", "")) in ENHANCED_CLASSES:
         # Enhanced CT: value 2 is enumerated (PRIMARY only); the frame types say DERIVED too

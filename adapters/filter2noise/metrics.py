@@ -11,7 +11,7 @@ import numpy as np
 from adapters.common.contract import Progress
 from adapters.common.errors import BadInput
 from adapters.filter2noise import modeling as f2n
-from adapters.filter2noise.config import BaselinesRequest
+from adapters.filter2noise.config import BASELINE_BUDGET_S, BASELINE_ZS_CROP, BASELINE_ZS_ITERATIONS, BaselinesRequest
 from adapters.filter2noise.io import CTSlice
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ class Session:
     device: str = "CPU"
     losses: list[float] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    last_region: np.ndarray | None = None  # the region of the last edit: drawn, and measured when none is marked
 
     @property
     def noisy_hu(self) -> np.ndarray:
@@ -40,6 +41,39 @@ class Session:
     @property
     def denoised_hu(self) -> np.ndarray:
         return self.state.denoised_hu
+
+
+@dataclass
+class SeriesSession:
+    """One user's denoised series (per-session `gr.State`): the source slices and the result."""
+
+    series: object  # adapters.filter2noise.series.CTSeries
+    denoised: np.ndarray  # (n, H, W) HU
+    seconds: float = 0.0
+
+    @property
+    def noisy(self) -> np.ndarray:
+        return np.stack([s.hu for s in self.series.slices])
+
+
+CLEAN_NOISE_HU = 10.0  # below this estimated noise a slice is treated as already clean
+LITTLE_CHANGE_HU = 0.5  # a mean absolute change below this is "did almost nothing"
+
+
+def noise_feedback(noisy_hu: np.ndarray, denoised_hu: np.ndarray | None = None) -> str:
+    """One sentence on the estimated noise (HU) before and after, saying plainly when there was
+    little to remove (a clean slice gives a flat residual and dark sigma maps, which is correct)."""
+    before = f2n.estimate_noise_hu(noisy_hu)
+    if denoised_hu is None:
+        text = f"Estimated noise {before:.1f} HU."
+        return text + (" It looks clean already: little to remove." if before < CLEAN_NOISE_HU else "")
+    after = f2n.estimate_noise_hu(denoised_hu)
+    change = float(np.mean(np.abs(np.asarray(noisy_hu, np.float64) - denoised_hu)))
+    text = f"Estimated noise {before:.1f} HU before, {after:.1f} HU after; mean change {change:.2f} HU."
+    if before < CLEAN_NOISE_HU or change < LITTLE_CHANGE_HU:
+        text += (f" **Estimated noise {before:.1f} HU: little to remove.** The slice already looks clean, so the "
+                 "residual is nearly flat and the sigma maps stay dark.")
+    return text
 
 
 def check_reference(reference: CTSlice | None, noisy: CTSlice) -> np.ndarray | None:
@@ -98,10 +132,13 @@ def region_from_editor(editor, shape: tuple[int, int]) -> np.ndarray | None:
     return mask
 
 
-def pick_region(editor, box, shape) -> np.ndarray:
+def pick_region(editor, box, shape, last: np.ndarray | None = None) -> np.ndarray:
+    """The box if typed, else the painted mask, else ``last`` (the region last applied)."""
     mask = region_from_box(box, shape)
     if mask is None:
         mask = region_from_editor(editor, shape)
+    if mask is None and last is not None and last.shape == tuple(shape) and last.any():
+        mask = last
     if mask is None:
         raise BadInput("Mark a region first: paint on the image with the brush, or type a box x0,y0,x1,y1.")
     return mask
@@ -126,15 +163,25 @@ def region_stats(session: Session, region: np.ndarray, inner: int = 4, outer: in
     return out
 
 
-def baselines_request(session: Session, zs_iterations: int = 200) -> BaselinesRequest:
-    return BaselinesRequest(np.asarray(session.noisy_hu, np.float32), session.reference, int(zs_iterations))
+def baselines_request(session: Session, zs_iterations: int = BASELINE_ZS_ITERATIONS,
+                      time_budget_s: float = BASELINE_BUDGET_S) -> BaselinesRequest:
+    return BaselinesRequest(np.asarray(session.noisy_hu, np.float32), session.reference, int(zs_iterations),
+                            float(time_budget_s))
+
+
+def baselines_estimate(session: Session, zs_iterations: int = BASELINE_ZS_ITERATIONS) -> float:
+    """Seconds the baselines are expected to take on this session's slice (what the button states)."""
+    from adapters.filter2noise.baselines import estimate_seconds
+
+    return float(sum(estimate_seconds(session.noisy_hu.shape, zs_iterations, BASELINE_ZS_CROP,
+                                      session.reference is not None).values()))
 
 
 def baseline_captions(session: Session, result: BaselinesResult) -> list[tuple[str, np.ndarray, str]]:
     """(name, HU image, caption) for Filter2Noise and each baseline, with PSNR/SSIM when a reference exists."""
     results = []
     for item in result.images:
-        caption = f"{item.name}: {item.seconds:.1f} s"
+        caption = f"{item.name}: {item.seconds:.1f} s" + (f" ({item.note})" if item.note else "")
         if session.reference is not None:
             p, s = reference_metrics(item.hu, session.reference)
             caption += f", PSNR {p:.2f} dB, SSIM {s:.4f}"
@@ -147,8 +194,10 @@ def baseline_captions(session: Session, result: BaselinesResult) -> list[tuple[s
     return results
 
 
-def run_baselines(session: Session, zs_iterations: int = 200, progress: Progress = None) -> list[tuple[str, np.ndarray, str]]:
+def run_baselines(session: Session, zs_iterations: int = BASELINE_ZS_ITERATIONS, progress: Progress = None,
+                  time_budget_s: float = BASELINE_BUDGET_S) -> list[tuple[str, np.ndarray, str]]:
     """The baselines in this process (tests, scripts): `baselines` then `baseline_captions`."""
     from adapters.filter2noise.inference import baselines
 
-    return baseline_captions(session, baselines(None, baselines_request(session, zs_iterations), progress=progress))
+    request = baselines_request(session, zs_iterations, time_budget_s)
+    return baseline_captions(session, baselines(None, request, progress=progress))

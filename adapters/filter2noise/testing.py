@@ -99,3 +99,39 @@ def adapter_state_dict(bundle: F2NBundle) -> dict:
 
 def load_adapter_state_dict(bundle: F2NBundle, state: dict) -> None:
     bundle.model.load_state_dict(state)
+
+
+def write_dicom_series(out_dir, slices_hu, source=None, spacing_z_mm: float = 2.5, series_uid: str | None = None) -> list:
+    """A classic-CT DICOM series from HU slices, built on a real file's header (pydicom's CT_small
+    by default): one Study/Series/Frame of Reference, instance numbers 1..n, positions along z.
+    Written in shuffled file order so a reader must sort by position."""
+    from pathlib import Path
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from adapters.filter2noise.io import pydicom_test_file
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = pydicom.dcmread(source or pydicom_test_file("CT_small.dcm"))
+    series_uid = series_uid or generate_uid()
+    study, frame_of_reference = generate_uid(), generate_uid()
+    slope, intercept = float(base.get("RescaleSlope", 1)), float(base.get("RescaleIntercept", 0))
+    paths = []
+    order = np.random.default_rng(7).permutation(len(slices_hu))
+    for i, hu in enumerate(slices_hu):
+        ds = base.copy()
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series_uid, frame_of_reference
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.InstanceNumber = i + 1
+        x, y, z0 = (float(v) for v in base.ImagePositionPatient)
+        ds.ImagePositionPatient = [f"{x:.4f}", f"{y:.4f}", f"{z0 + i * spacing_z_mm:.4f}"]  # DS: 16 characters at most
+        ds.SliceLocation = f"{z0 + i * spacing_z_mm:.4f}"
+        stored = np.clip(np.rint((np.asarray(hu, np.float64) - intercept) / slope), -32768, 32767).astype(np.int16)
+        ds.PixelData = stored.tobytes()
+        ds.PixelRepresentation, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 16, 16, 15
+        path = out_dir / f"file_{int(order[i]):03d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths

@@ -33,6 +33,22 @@ def windowed(hu: np.ndarray, width: float, level: float) -> np.ndarray:
     return (np.clip((np.asarray(hu, np.float64) - lo) / width, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+REGION_COLOUR = (255, 48, 48)
+SIGMA_SCALES = ("Fixed (comparable across images)", "Auto (this image's min..max)")
+
+
+def with_outline(grey: np.ndarray, region: np.ndarray | None) -> np.ndarray:
+    """RGB copy of a windowed slice with the region's boundary drawn (1 px inside it)."""
+    rgb = np.repeat(np.asarray(grey, np.uint8)[..., None], 3, axis=2)
+    if region is None or not region.any():
+        return rgb
+    from scipy.ndimage import binary_erosion
+
+    edge = region & ~binary_erosion(region, border_value=0)
+    rgb[edge] = REGION_COLOUR
+    return rgb
+
+
 def residual_image(noisy_hu: np.ndarray, denoised_hu: np.ndarray) -> np.ndarray:
     """What was removed, grey = 0 HU, black/white = -/+ RESIDUAL_HALF_RANGE_HU."""
     return windowed(np.asarray(noisy_hu) - np.asarray(denoised_hu), 2 * RESIDUAL_HALF_RANGE_HU, 0.0)
@@ -76,16 +92,28 @@ def sigma_panel(values: np.ndarray, title: str, unit: str, vmin: float, vmax: fl
     return canvas
 
 
+def _auto_range(values: np.ndarray) -> tuple[float, float]:
+    lo, hi = float(values.min()), float(values.max())
+    if hi - lo < 1e-6 * max(1.0, abs(hi)):  # a flat map: a narrow band around its value, not a stretch of noise
+        pad = max(1e-3, 0.01 * abs(hi))
+        return lo - pad, hi + pad
+    return lo, hi
+
+
 def sigma_figure(stage_sigmas: list[np.ndarray], spacing_mm: tuple[float, float], xy_max_mm: float,
-                 r_max_hu: float, hu_per_unit: float) -> np.ndarray:
-    """A grid: one row per stage, columns sigma_x (mm), sigma_y (mm), sigma_range (HU)."""
+                 r_max_hu: float, hu_per_unit: float, auto: bool = False) -> np.ndarray:
+    """A grid: one row per stage, columns sigma_x (mm), sigma_y (mm), sigma_range (HU). Fixed scales
+    (0..the predictor's bound) by default; ``auto`` stretches each map over its own min..max
+    (shows structure, not comparable across images; each panel's bar says which)."""
     rows = []
     for stage, s in enumerate(stage_sigmas, start=1):
-        panels = [
-            sigma_panel(s[0] * spacing_mm[1], f"stage {stage}: sigma_x", "mm", 0.0, xy_max_mm),
-            sigma_panel(s[1] * spacing_mm[0], f"stage {stage}: sigma_y", "mm", 0.0, xy_max_mm),
-            sigma_panel(s[2] * hu_per_unit, f"stage {stage}: sigma_range", "HU", 0.0, r_max_hu),
-        ]
+        maps = [(s[0] * spacing_mm[1], "sigma_x", "mm", xy_max_mm), (s[1] * spacing_mm[0], "sigma_y", "mm", xy_max_mm),
+                (s[2] * hu_per_unit, "sigma_range", "HU", r_max_hu)]
+        panels = []
+        for values, name, unit, vmax in maps:
+            lo, hi = _auto_range(values) if auto else (0.0, vmax)
+            title = f"stage {stage}: {name}" + (" (auto scale)" if auto else "")
+            panels.append(sigma_panel(values, title, unit, lo, hi))
         rows.append(panels)
     width = sum(p.width for p in rows[0])
     header = 28  # room for the image label Gradio overlays at the top-left

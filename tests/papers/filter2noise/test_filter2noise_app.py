@@ -87,6 +87,30 @@ def test_api_denoise_edit_reset_and_bad_input(studio_client, tmp_path):
                                   api_name="/filter2noise_denoise")
 
 
+@pytest.mark.e2e
+def test_api_series_denoises_scrolls_and_exports_one_series(studio_client, tmp_path):
+    import zipfile
+
+    from gradio_client import handle_file
+
+    from adapters.filter2noise.testing import write_dicom_series
+
+    base = load_slice(ASSETS / "CT_small_I0_5e3.dcm").hu
+    paths = write_dicom_series(tmp_path / "in", [base + 20 * i for i in range(3)])
+    out = studio_client.predict([handle_file(str(p)) for p in paths], None, WINDOW, 400, 40, 10, 250.0, "false",
+                                api_name="/filter2noise_series")
+    view, index, download, status = out
+    assert "3 slices of 128x128 px" in status and "s per slice" in status and "de-identified" in status
+    with zipfile.ZipFile(_path(download)) as z:
+        z.extractall(tmp_path / "out")
+    back = [pydicom.dcmread(tmp_path / "out" / f"slice_{i:04d}.dcm") for i in (1, 2, 3)]
+    assert [int(b.InstanceNumber) for b in back] == [1, 2, 3] and len({b.SeriesInstanceUID for b in back}) == 1
+    assert all(b.PatientIdentityRemoved == "YES" for b in back)
+    first = studio_client.predict(1, WINDOW, 400, 40, api_name="/filter2noise_series_slice")
+    last = studio_client.predict(3, WINDOW, 400, 40, api_name="/filter2noise_series_slice")
+    assert _path(first[0]) != _path(last[0])
+
+
 def test_sigma_colours_are_fixed_not_stretched_per_image():
     from adapters.filter2noise.viz import colormap
 
@@ -174,3 +198,26 @@ def test_every_iteration_count_trains_including_the_slider_minimum():
     noisy = np.random.default_rng(1).normal(0, 20, (32, 32)).astype(np.float32)
     result = f2n.fit(noisy, f2n.FitSettings(iterations=10))
     assert len(result.losses) == 10 and all(np.isfinite(result.losses))
+
+
+def test_an_oversized_brush_layer_is_refused_from_its_header_before_decoding(tmp_path, monkeypatch):
+    import gradio as gr
+    from gradio.components.image_editor import EditorData
+    from gradio.data_classes import FileData
+    from PIL import Image
+
+    from tabs.filter2noise import bound_editor_layers
+    from tests.papers.filter2noise.test_filter2noise_bounds import huge_png
+
+    editor = bound_editor_layers(gr.ImageEditor(type="numpy", image_mode="RGBA"))
+    decoded = []
+    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(self.size))
+    big = huge_png(tmp_path / "layer.png", side=5000)
+    with pytest.raises(gr.Error, match="5000x5000 pixels.*up to 2048x2048"):
+        editor.preprocess(EditorData(background=None, layers=[FileData(path=str(big))], composite=None))
+    assert not decoded
+    monkeypatch.undo()
+    small = tmp_path / "small.png"
+    Image.new("RGBA", (30, 20), (255, 0, 0, 255)).save(small)
+    value = editor.preprocess(EditorData(background=None, layers=[FileData(path=str(small))], composite=None))
+    assert value["layers"][0].shape == (20, 30, 4)

@@ -483,9 +483,11 @@ def _dciodvfy_errors(path) -> set[str]:
 @pytest.mark.skipif(shutil.which("dciodvfy") is None,
                     reason="dciodvfy (Debian package dicom3tools) is not installed; `apt-get install -y dicom3tools`")
 def test_export_adds_no_dciodvfy_error(tmp_path):
-    """The bundled example (and the canary Enhanced CT, itself incomplete: only errors it lacks count)."""
+    """The bundled examples (and the canary Enhanced CT, itself incomplete: only errors it lacks count)."""
     enhanced, _ = enhanced_ct(tmp_path, Canaries())
-    for source, frame in ((ASSETS / "CT_small.dcm", None), (io.pydicom_test_file("CT_small.dcm"), None), (enhanced, 0)):
+    sources = ((ASSETS / "CT_small.dcm", None), (ASSETS / "CT_small_I0_5e3.dcm", None),
+               (io.pydicom_test_file("CT_small.dcm"), None), (enhanced, 0), (enhanced, 2))
+    for source, frame in sources:
         s = io.load_slice(source, frame)
         for keep in (False, True):
             out = io.save_dicom(s, s.hu - 5, tmp_path / f"out_{keep}.dcm", keep_identifiers=keep)
