@@ -230,3 +230,20 @@ class MergeCache:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
             return value
+
+
+def models_for(bundle, settings: EDGSettings, device="cpu") -> tuple[DecoupledUNets, DecoupledUNets]:
+    """(the fine-tune alone, EDG's dynamic-then-controllable pair) for a bundle that carries a
+    fine-tune (`edg_sft`, `edg_text_dim`, `merges`), each built once per setting and cached."""
+    unet, sft, text_dim = bundle.pipe.unet, bundle.edg_sft, bundle.edg_text_dim
+
+    def fine_tuned():
+        return unet_with(unet, sft, text_dim).to(device)
+
+    def decoupled():
+        dynamic, controllable = decouple(motion_state(unet), sft, settings)
+        return DecoupledUNets(unet_with(unet, dynamic, text_dim).to(device),
+                              unet_with(unet, controllable, text_dim).to(device), settings.switch_t)
+
+    sft_unet = bundle.merges.get(("sft", str(device)), fine_tuned)
+    return DecoupledUNets(sft_unet, sft_unet, settings.switch_t), bundle.merges.get(("edg", settings, str(device)), decoupled)

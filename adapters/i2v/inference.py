@@ -86,20 +86,7 @@ def edg(bundle, request: EDGRequest, *, device, progress: Progress = None) -> ED
         raise BadInput("This model source has no fine-tuned motion module, so there is nothing to extrapolate from.")
     settings = merge.check_settings(request.settings)
     bundle.pipe.to(device)
-    unet = bundle.pipe.unet
-    text_dim = bundle.edg_text_dim
-
-    def fine_tuned():
-        return merge.unet_with(unet, bundle.edg_sft, text_dim).to(device)
-
-    def decoupled():
-        dynamic, controllable = merge.decouple(merge.motion_state(unet), bundle.edg_sft, settings)
-        return merge.DecoupledUNets(merge.unet_with(unet, dynamic, text_dim).to(device),
-                                    merge.unet_with(unet, controllable, text_dim).to(device), settings.switch_t)
-
-    sft_unet = bundle.merges.get(("sft",), fine_tuned)
-    pair = bundle.merges.get(("edg", settings), decoupled)
-    sft_only = merge.DecoupledUNets(sft_unet, sft_unet, settings.switch_t)
+    sft_only, pair = merge.models_for(bundle, settings, device)
     a = request.animate
     image = to_image_tensor(np.asarray(a.pixels, dtype=np.float32)).to(device)
     motion = i2v.motion_settings(a.motion_strength)
