@@ -71,6 +71,22 @@ def measure(quick: bool = False) -> tuple[dict, list[dict]]:
                          point["flow"] / max(base, 1e-6), f"frame-0 PSNR {point['first_frame_psnr']:.2f} dB"))
     rows.append(_row("motion strength sweep", "flow rises monotonically (1=yes)", float(figures["flow_monotone"])))
 
+    if model.edg_sft is not None:
+        from adapters.i2v.metrics import evaluate_edg
+
+        edg = evaluate_edg(model, seeds=(0,) if quick else (0, 1, 2), steps=steps)
+        figures["edg"] = edg
+        pre = edg["variants"]["pretrained"]
+        for name, r in edg["variants"].items():
+            rows.append(_row(f"EDG section, {name}", "motion direction accuracy", r["direction_ok"], "pretrained",
+                             None, f"pretrained {pre['direction_ok']:.3f}; chance 0.25"))
+            rows.append(_row(f"EDG section, {name}", "mean Farneback flow px/frame", r["flow"], "pretrained",
+                             r["flow"] / max(pre["flow"], 1e-6), f"frame-0 PSNR {r['first_frame_psnr']:.2f} dB"))
+        for point in edg["alpha_sweep"]:
+            rows.append(_row(f"EDG alpha={point['alpha']:g}", "mean Farneback flow px/frame", point["flow"], "alpha=0",
+                             point["flow"] / max(edg["alpha_sweep"][0]["flow"], 1e-6),
+                             f"direction {point['direction_ok']:.3f}, frame-0 PSNR {point['first_frame_psnr']:.2f} dB"))
+
     clip = held_out_clips(per_prompt=1)[0]
     image = to_image_tensor(clip.frames[0])
     settings = i2v.motion_settings(1.0)  # the full schedule, so every step runs
@@ -123,6 +139,20 @@ def verdict(figures: dict) -> list[str]:
                      "25%). The frozen models do not follow it either (next line): which way things move comes from "
                      "the frozen UNet and motion module, which the adapter does not change, and these tiny ones "
                      "never learnt the direction words (see the discarded runs below).")
+    edg = figures.get("edg")
+    if edg:
+        v = edg["variants"]
+        sweep = edg["alpha_sweep"]
+        flows = [p["flow"] for p in sweep]
+        lines.append(
+            f"EDG (m={edg['settings']['m']:g}, official defaults): the caption's direction is followed "
+            f"{_pct(v['pretrained']['direction_ok'])} of the time with the pretrained motion module, "
+            f"{_pct(v['fine_tuned']['direction_ok'])} after the text fine-tune and {_pct(v['edg']['direction_ok'])} with "
+            f"EDG (chance 25%); mean flow {v['pretrained']['flow']:.2f} / {v['fine_tuned']['flow']:.2f} / "
+            f"{v['edg']['flow']:.2f} px/frame. Raising alpha from {sweep[0]['alpha']:g} to {sweep[-1]['alpha']:g} takes "
+            f"flow from {flows[0]:.2f} to {flows[-1]:.2f} px/frame "
+            f"({'rising monotonically' if all(b > a for a, b in zip(flows, flows[1:])) else 'not monotonically'}) "
+            f"and frame-0 PSNR from {sweep[0]['first_frame_psnr']:.1f} to {sweep[-1]['first_frame_psnr']:.1f} dB.")
     if text_only:
         lines.append(
             f"The frozen text-to-video model alone (no image) moves the right way {100 * text_only['direction_ok']:.0f}% "
@@ -174,20 +204,53 @@ def build_figures(figures: dict, seconds: float) -> dict:
          ["adapter off", 1, f"{speed['seconds_adapter_off_1_thread']:.2f}"],
          ["adapter on", 2, f"{speed['seconds_adapter_on_2_threads']:.2f}"]],
         note="Shared 2-core machine: 2-thread timings swing with other jobs' load.")
+    tables = [quality, sweep, timing]
+    if figures.get("edg"):
+        e = figures["edg"]
+        names = {"pretrained": "pretrained motion module", "fine_tuned": "fine-tuned with text (theta_sft)",
+                 "edg": "EDG (dynamic for t > 500, then controllable)"}
+        tables.append(shared.table(
+            "edg", "Extrapolate and decouple on held-out prompts (I2V-Adapter on for every row)",
+            ["variant", "direction matches caption", "mean flow (px/frame)", "first-frame PSNR (dB)", "shape consistency"],
+            [[names[n], _pct(r["direction_ok"]), f"{r['flow']:.3f}", f"{r['first_frame_psnr']:.1f}", f"{r['shape_iou']:.3f}"]
+             for n, r in e["variants"].items()],
+            note=(f"{e['settings']['held_out_prompts']} held-out sprite prompts x {len(e['settings']['seeds'])} seeds, "
+                  f"motion strength {e['settings']['m']:g}, {e['settings']['steps']} steps; EDG at the official defaults "
+                  "(alpha 0.25, beta_dyn 0.75, alpha_con 1.0, beta_con 0.25, T 500, DARE keep 0.3).")))
+        tables.append(shared.table(
+            "edg_alpha", "EDG with alpha swept (other settings at the defaults, seed 0)",
+            ["alpha", "mean flow (px/frame)", "first-frame PSNR (dB)", "direction matches caption"],
+            [[f"{p['alpha']:g}", f"{p['flow']:.3f}", f"{p['first_frame_psnr']:.1f}", _pct(p["direction_ok"])]
+             for p in e["alpha_sweep"]]))
     log_path = ASSETS / "training_log.json"
     log = json.loads(log_path.read_text()) if log_path.is_file() else {}
     total = sum(stage.get("cpu_seconds", 0) for stage in log.values())
     training = shared.table(
         "training", "Training cost per stage (one CPU thread)", ["stage", "steps", "CPU minutes", "final loss (mean of last 50)"],
         [[name, stage["steps"], f"{stage['cpu_seconds'] / 60:.1f}", f"{stage['final_loss']:.4f}"] for name, stage in log.items()],
-        note="Read from assets/i2v/training_log.json, which training/i2v/train.py writes.")
+        note="Read from assets/i2v/training_log.json, which training/i2v/train.py (and train_edg.py: sft) writes.")
     # parameters (the motion module's stored position tables are buffers, not parameters)
     params = {name: header_count(ASSETS / f"{name}.safetensors")
               for name in ("vae", "text_encoder", "unet", "motion_adapter", "i2v_adapter")}
+    sft_path = ASSETS / "edg_sft.safetensors"
+    if sft_path.is_file():
+        from safetensors import safe_open
+
+        from adapters.i2v.edg import adapter_prefix
+
+        with safe_open(str(sft_path), framework="pt") as handle:
+            counts = {key: int(torch.tensor(handle.get_slice(key).get_shape()).prod()) for key in handle.keys()}
+        sft_log = log.get("sft", {})
+        data_edg = {"adapter": f"{sum(n for k, n in counts.items() if adapter_prefix(k)):,}",
+                    "motion": f"{sum(n for k, n in counts.items() if not adapter_prefix(k) and not k.endswith('.pos_embed.pe')):,}",
+                    "steps": sft_log.get("steps", "?"), "cpu_minutes": f"{sft_log.get('cpu_seconds', 0) / 60:.1f}"}
+    else:
+        data_edg = None
     on1, off1 = speed["seconds_adapter_on_1_thread"], speed["seconds_adapter_off_1_thread"]
     data = dict(figures)
     data.update({
         "params": params,
+        "edg_params": data_edg,
         "training": {"stages": log, "total_cpu_minutes": round(total / 60, 1),
                      "total_cpu_minutes_rounded": int(round(total / 60))},
         "speed_text": {"on_1_thread": f"{on1:.2f}", "off_1_thread": f"{off1:.2f}",
@@ -195,7 +258,7 @@ def build_figures(figures: dict, seconds: float) -> dict:
                        "branch_cost_percent": f"{100 * (on1 / max(off1, 1e-9) - 1):.0f}", "steps": speed["steps"]},
     })
     return shared.figures(KEY, shared.provenance("python -m bench.i2v --write", seconds),
-                          [quality, sweep, timing, training], verdict(figures), data)
+                          [*tables, training], verdict(figures), data)
 
 
 def main(argv: list[str] | None = None) -> None:

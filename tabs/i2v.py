@@ -7,7 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from adapters.i2v import SPEC
-from adapters.i2v.config import DEFAULTS, LIMITS, MOTION_LIMITS
+from adapters.i2v.config import DEFAULTS, EDG_LIMITS, LIMITS, MOTION_LIMITS, EDGSettings
 from adapters.i2v.io import MAX_PIXELS, MAX_SIDE
 from studio import settings
 from studio.registry import tab_info
@@ -20,7 +20,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets" / KEY
 EXAMPLES_DIR = ASSETS / "examples"
 
 # the browser test waits until this element has decoded the video (readyState >= 2)
-INFO = tab_info(SPEC, api_names=("animate",), browser_result=f"#{KEY}-video-on video")
+INFO = tab_info(SPEC, api_names=("animate", "animate_edg"), browser_result=f"#{KEY}-video-on video")
 PARAMS_NOTE = "(frozen: UNet + motion module)"
 
 
@@ -100,6 +100,53 @@ def run(image, prompt, motion_strength, frames, steps, guidance, seed, negative_
     return str(paths[0]), str(paths[1]), str(strip_path), flows, files, status
 
 
+EDG_DEFAULTS = EDGSettings()
+
+
+def _edg_settings(alpha, beta_dyn, alpha_con, beta_con, switch_t, keep) -> EDGSettings:
+    from adapters.i2v import edg
+    from adapters.i2v.io import number
+
+    values = {name: number(name, value, integer=name == "switch_t")
+              for name, value in (("alpha", alpha), ("beta_dyn", beta_dyn), ("alpha_con", alpha_con),
+                                  ("beta_con", beta_con), ("switch_t", switch_t), ("keep", keep))}
+    return edg.check_settings(EDGSettings(**values))
+
+
+@friendly("Extrapolating and decoupling")
+def run_edg(image, prompt, motion_strength, frames, steps, guidance, seed, negative_prompt,
+            alpha, beta_dyn, alpha_con, beta_con, switch_t, keep, progress=gr.Progress()):
+    """The same request through the pretrained motion module, the text fine-tune and EDG; returns
+    three videos, flow per frame, downloads and a status line."""
+    import numpy as np
+    import pandas as pd
+
+    from adapters.i2v.config import EDGRequest
+    from adapters.i2v.data import psnr
+    from adapters.i2v.io import display_scale, upscale, write_mp4
+
+    with stopwatch() as elapsed:
+        progress(0, desc="Loading the model")
+        settings = _edg_settings(alpha, beta_dyn, alpha_con, beta_con, switch_t, keep)
+        request, note, notice = request_for(image, prompt, motion_strength, frames, steps, guidance, seed,
+                                            negative_prompt)
+        out = call_device(KEY, "edg", EDGRequest(request, settings), progress)
+    result = out.result
+    factor = display_scale(request.pixels.shape[0])
+    names = ("pretrained", "fine_tuned", "edg")
+    paths = [write_mp4(upscale(v, factor), download_path(f"i2v_{n}.mp4")) for n, v in zip(names, result.videos)]
+    flows = pd.DataFrame([{"frame": i + 1, "flow (px)": float(v), "variant": label}
+                          for label, flow in zip(result.labels, result.flows) for i, v in enumerate(flow)])
+    summary = "; ".join(f"{label}: flow {float(np.mean(f)):.2f} px/frame, frame 0 {psnr(v[0], request.pixels):.1f} dB"
+                        for label, f, v in zip(result.labels, result.flows, result.videos))
+    extra = (f"EDG with alpha {settings.alpha:g}, beta_dyn {settings.beta_dyn:g}, alpha_con {settings.alpha_con:g}, "
+             f"beta_con {settings.beta_con:g}, DARE keep {settings.keep:g}; dynamic model for t > {settings.switch_t}. "
+             f"Temporal text adapter: {result.adapter_params:,} parameters. {summary}.")
+    notes = [n for n in (note, notice) if n]
+    status = done_markdown(elapsed(), out.device, extra) + ("\n\n" + " ".join(notes) if notes else "")
+    return (*[str(p) for p in paths], flows, [str(p) for p in paths], status)
+
+
 def build() -> None:
     shell = Shell(INFO)
     params = shell.header(PARAMS_NOTE)
@@ -130,6 +177,31 @@ def build() -> None:
                                color_map={"adapter on": "#e8590c", "adapter off": "#1c7ed6"})
             files = gr.File(label="Downloads", file_count="multiple")
     inputs = [image, prompt, motion, frames, steps, guidance, seed, negative]
+    with gr.Accordion("Extrapolate and decouple (EDG): direction from the prompt, motion back by extrapolation", open=False):
+        gr.Markdown(
+            "A light adapter feeds the prompt into the motion module; fine-tuning it with the motion module gives "
+            "a model that follows the prompt's direction (theta_sft) but tends to move less. EDG extrapolates away "
+            "from that fine-tune for motion (theta_dyn = theta_pre + alpha (theta_pre - theta_sft)), sparsifies both "
+            "task vectors (DARE: keep a random share, rescale) and samples with the dynamic model while t > T, the "
+            "controllable one after. Merges are computed on the fly from the two weight sets; nothing is retrained. "
+            "Uses the image, prompt and settings above; three videos at the same seed.")
+        with gr.Row():
+            alpha = gr.Slider(*EDG_LIMITS["alpha"], value=EDG_DEFAULTS.alpha, step=0.05, label="alpha (extrapolation)")
+            beta_dyn = gr.Slider(*EDG_LIMITS["beta_dyn"], value=EDG_DEFAULTS.beta_dyn, step=0.05, label="beta_dyn")
+            alpha_con = gr.Slider(*EDG_LIMITS["alpha_con"], value=EDG_DEFAULTS.alpha_con, step=0.05, label="alpha_con")
+        with gr.Row():
+            beta_con = gr.Slider(*EDG_LIMITS["beta_con"], value=EDG_DEFAULTS.beta_con, step=0.05, label="beta_con")
+            switch_t = gr.Slider(*EDG_LIMITS["switch_t"], value=EDG_DEFAULTS.switch_t, step=10, label="switch step T")
+            keep = gr.Slider(*EDG_LIMITS["keep"], value=EDG_DEFAULTS.keep, step=0.05, label="DARE keep rate")
+        edg_button = gr.Button("Render with EDG (three videos)", variant="secondary")
+        edg_status = gr.Markdown(elem_id=f"{KEY}-edg-status")
+        with gr.Row():
+            edg_videos = [gr.Video(label=label, autoplay=True, loop=True) for label in
+                          ("Pretrained motion module", "Fine-tuned with text (theta_sft)", "EDG (dynamic, then controllable)")]
+        edg_plot = gr.LinePlot(x="frame", y="flow (px)", color="variant", height=220, label="Motion per frame")
+        edg_files = gr.File(label="Downloads", file_count="multiple")
+    shell.heavy(edg_button.click, run_edg, [*inputs, alpha, beta_dyn, alpha_con, beta_con, switch_t, keep],
+                [*edg_videos, edg_plot, edg_files, edg_status], api_name="animate_edg")
     shell.examples(EXAMPLES, inputs,
                    label="Examples (held-out sprite prompts: the bundled models never saw these combinations)")
     shell.figures("Measured figures for the bundled model")

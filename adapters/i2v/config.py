@@ -88,3 +88,29 @@ class AnimateRequest:
     steps: int
     guidance: float
     seed: int
+
+
+@dataclass(frozen=True)
+class EDGSettings:
+    """Extrapolate-and-decouple merge and schedule; the official defaults. `keep` is DARE's keep
+    rate (the official mask rate is 1 - keep); `seed` draws its masks."""
+
+    alpha: float = 0.25
+    beta_dyn: float = 0.75
+    alpha_con: float = 1.0
+    beta_con: float = 0.25
+    switch_t: int = 500
+    keep: float = 0.3
+    seed: int = 0
+
+
+EDG_LIMITS = {"alpha": (0.0, 2.0), "beta_dyn": (0.0, 2.0), "alpha_con": (0.0, 2.0), "beta_con": (0.0, 2.0),
+              "switch_t": (0, 1000), "keep": (0.05, 1.0), "seed": (0, 2**31 - 1)}
+
+
+@dataclass(frozen=True)
+class EDGRequest:
+    """One validated animation rendered three ways: pretrained, fine-tuned (theta_sft) and EDG."""
+
+    animate: AnimateRequest
+    settings: EDGSettings

@@ -45,19 +45,23 @@ def load_image(path: str | Path | None, size: int) -> PreparedImage:
     return PreparedImage(pixels, ("Input " + " and ".join(notes) + ".") if notes else "")
 
 
+def number(name: str, value, integer: bool = False) -> float | int:
+    """A finite number from a form field (a whole one when `integer`), or a plain-language error."""
+    if isinstance(value, bool):
+        raise BadInput(f"{name} must be a number (got {value!r}).")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{name} must be a number (got {value!r}).") from None
+    if not math.isfinite(value):
+        raise BadInput(f"{name} must be a finite number.")
+    if integer and value != int(value):
+        raise BadInput(f"{name} must be a whole number (got {value}).")
+    return int(value) if integer else value
+
+
 def check_settings(prompt, negative_prompt, motion_strength, frames, steps, guidance, seed) -> dict:
     """Plain-language errors for anything out of range; returns the cleaned values."""
-    def number(name, value, integer=False):
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise BadInput(f"{name} must be a number (got {value!r}).") from None
-        if not math.isfinite(value):
-            raise BadInput(f"{name} must be a finite number.")
-        if integer and value != int(value):
-            raise BadInput(f"{name} must be a whole number (got {value}).")
-        return int(value) if integer else value
-
     out = {}
     for key, label, integer in (("frames", "Frames", True), ("steps", "Steps", True), ("guidance", "Guidance", False), ("seed", "Seed", True)):
         value = number(label, {"frames": frames, "steps": steps, "guidance": guidance, "seed": seed}[key], integer)

@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -55,12 +55,25 @@ class I2VModel:
     num_frames: int
     uses_ip_adapter: bool = False
     skipped_keys: int = 0
+    # EDG: the fine-tuned motion module + temporal text adapter (theta_sft), when the source has one
+    edg_sft: dict | None = None
+    edg_text_dim: int = 0
+    merges: object = field(default_factory=lambda: _merge_cache())
 
     def param_counts(self) -> tuple[int, int]:
         """(adapter, frozen UNet + motion module) parameters."""
         adapter = sum(p.numel() for p in self.adapter.parameters())
         unet_total = sum(p.numel() for p in self.pipe.unet.parameters())
         return adapter, unet_total - adapter
+
+
+def _merge_cache():
+    from adapters.i2v.edg import MergeCache
+
+    return MergeCache()
+
+
+EDG_SFT = "edg_sft"
 
 
 def _config_of(module) -> dict:
@@ -108,7 +121,14 @@ def load_bundled(directory: Path) -> I2VModel:
     adapter = install_i2v_adapter(pipe.unet)
     tensors, _ = read_bundled(directory, "i2v_adapter")
     adapter.load_public_state_dict(tensors)
-    return I2VModel(pipe, adapter, FRAME_SIZE, NUM_FRAMES)
+    model = I2VModel(pipe, adapter, FRAME_SIZE, NUM_FRAMES)
+    if (directory / f"{EDG_SFT}.safetensors").is_file():
+        from adapters.i2v.edg import check_fine_tune
+
+        tensors, config = read_bundled(directory, EDG_SFT)
+        check_fine_tune(pipe.unet, tensors)
+        model.edg_sft, model.edg_text_dim = tensors, int(config["text_dim"])
+    return model
 
 
 # stored with the motion module but not parameters: its sinusoidal position tables

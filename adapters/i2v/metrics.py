@@ -93,3 +93,40 @@ def evaluate(model, *, seeds=(0, 1), pair_strengths=(0.5, 1.0), motion_grid=MOTI
         "settings": {"held_out_prompts": len(clips), "seeds": list(seeds), "steps": steps, "guidance": guidance,
                      "frames": model.num_frames, "size": model.frame_size},
     }
+
+
+EDG_ALPHAS = (0.0, 0.25, 0.5, 1.0)
+
+
+def evaluate_edg(model, *, seeds=(0, 1, 2), m: float = 1.0, alphas=EDG_ALPHAS, steps: int = 20, guidance: float = 4.0,
+                 progress: Progress = None) -> dict:
+    """Held-out prompts x seeds through the pretrained motion module, the text fine-tune and EDG at
+    the official defaults (direction accuracy, flow, frame-0 fidelity); then EDG with alpha swept
+    (everything else at the defaults), seed 0. Same image, prior and seed for every variant."""
+    from adapters.i2v import edg
+    from adapters.i2v.config import EDGSettings
+
+    clips = held_out_clips(per_prompt=1, size=model.frame_size, frames=model.num_frames)
+    motion = i2v.motion_settings(m)
+    total = len(clips) * (3 * len(seeds) + len(alphas))
+    done = 0
+
+    def render(clip, seed, unets):
+        nonlocal done
+        result = i2v.animate(model.pipe, to_image_tensor(clip.frames[0]), clip.caption, motion=motion,
+                             num_frames=model.num_frames, steps=steps, guidance=guidance, seed=seed, unets=unets)
+        done += 1
+        if progress:
+            progress(done / total, f"{done} of {total} videos")
+        return video_figures(video_array(result), clip)
+
+    fine_tune, pair = edg.models_for(model, EDGSettings())
+    variants = {"pretrained": None, "fine_tuned": fine_tune, "edg": pair}
+    rows = {name: [render(clip, seed, unets) for clip in clips for seed in seeds] for name, unets in variants.items()}
+    sweep = []
+    for alpha in alphas:
+        _, swept = edg.models_for(model, EDGSettings(alpha=alpha))
+        sweep.append({"alpha": alpha, **_mean_rows([render(clip, seeds[0], swept) for clip in clips])})
+    return {"variants": {name: _mean_rows(r) for name, r in rows.items()}, "alpha_sweep": sweep,
+            "settings": {"held_out_prompts": len(clips), "seeds": list(seeds), "steps": steps, "guidance": guidance,
+                         "m": m, "edg": EDGSettings().__dict__}}

@@ -58,7 +58,15 @@ def is_spatial_self_attention(processor_name: str) -> bool:
     return processor_name.endswith("attn1.processor") and "motion_modules" not in processor_name
 
 
-class I2VAttnProcessor(nn.Module):
+class ModuleProcessor(nn.Module):
+    """An attention processor with weights: diffusers calls it plainly, not through nn.Module's
+    hooks, so `__call__` goes straight to `forward`."""
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+        return self.forward(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+
+
+class I2VAttnProcessor(ModuleProcessor):
     """Frozen self-attention plus the first-frame branch (the I2V-Adapter's only new weights)."""
 
     def __init__(self, attn) -> None:
@@ -75,10 +83,6 @@ class I2VAttnProcessor(nn.Module):
         nn.init.zeros_(self.to_out_adapter.weight)
         nn.init.zeros_(self.to_out_adapter.bias)
         self._frozen = AttnProcessor2_0()
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
-        # nn.Module.__call__ would route through forward hooks; keep diffusers' plain-call contract.
-        return self.forward(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
 
     def forward(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None):
         frozen = self._frozen(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
@@ -115,10 +119,13 @@ class I2VAttnProcessor(nn.Module):
         return frozen + call.scale * branch
 
 
-class I2VAdapter(nn.Module):
-    """All I2V processors of one UNet, for saving, loading, counting and training."""
+class ProcessorSet(nn.Module):
+    """Every processor of one kind in a UNet, for saving, loading, counting and training; keys are
+    named after the attention they extend (`<...>.attn1.<weight>`)."""
 
-    def __init__(self, processors: Mapping[str, I2VAttnProcessor]) -> None:
+    what = "processor"
+
+    def __init__(self, processors: Mapping[str, ModuleProcessor]) -> None:
         super().__init__()
         self.layers = nn.ModuleDict({_module_key(name): proc for name, proc in processors.items()})
 
@@ -127,7 +134,6 @@ class I2VAdapter(nn.Module):
         return [_processor_name(key) for key in self.layers]
 
     def public_state_dict(self) -> dict[str, torch.Tensor]:
-        """Keys named after the attention they extend: `<...>.attn1.to_q_adapter.weight`."""
         out = {}
         for key, proc in self.layers.items():
             prefix = _processor_name(key)[: -len(".processor")]
@@ -140,16 +146,22 @@ class I2VAdapter(nn.Module):
         missing = sorted(set(wanted) - set(state))
         unexpected = sorted(set(state) - set(wanted))
         if strict and (missing or unexpected):
-            raise WeightMismatch(f"The I2V adapter weights do not match the model: missing {missing[:3]}, "
+            raise WeightMismatch(f"The {self.what} weights do not match the model: missing {missing[:3]}, "
                                  f"unexpected {unexpected[:3]}.")
         for key, proc in self.layers.items():
             prefix = _processor_name(key)[: -len(".processor")]
             own = {n: state[f"{prefix}.{n}"] for n in proc.state_dict() if f"{prefix}.{n}" in state}
             for n, tensor in own.items():
                 if tensor.shape != proc.state_dict()[n].shape:
-                    raise WeightMismatch(f"The I2V adapter weights do not match the model: {prefix}.{n} has shape "
+                    raise WeightMismatch(f"The {self.what} weights do not match the model: {prefix}.{n} has shape "
                                          f"{tuple(tensor.shape)}, the model {tuple(proc.state_dict()[n].shape)}.")
             proc.load_state_dict(own, strict=strict)
+
+
+class I2VAdapter(ProcessorSet):
+    """All I2V processors of one UNet."""
+
+    what = "I2V adapter"
 
 
 def _module_key(processor_name: str) -> str:
@@ -304,12 +316,17 @@ def animate(
     progress: Progress = None,
     progress_span: tuple[float, float] = (0.0, 1.0),
     progress_text: str = "Denoising",
+    unets=None,
 ) -> I2VResult:
     """Animate `image` (1, 3, H, W in [0, 1]) with an AnimateDiffPipeline whose UNet carries I2V
     processors. `adapter_on=False` runs the very same sampler with the first-frame branch at zero:
     the frozen model with the clean first frame and the prior, for a fair side-by-side.
-    `progress(fraction, text)` hears after every step, the fraction within `progress_span`."""
+    `progress(fraction, text)` hears after every step, the fraction within `progress_span`.
+    `unets` (an `edg.DecoupledUNets`) picks the UNet per step instead of the pipeline's own; the
+    caption reaches any temporal text processors through `edg.temporal_text_context`."""
     from diffusers import DDIMScheduler
+
+    from adapters.i2v.edg import temporal_text_context
 
     device = pipe.unet.device
     # a private scheduler: set_timesteps mutates state that concurrent requests must not share
@@ -320,8 +337,8 @@ def animate(
     generator = torch.Generator().manual_seed(int(seed))
     cfg = guidance > 1.0
     positive, negative = pipe.encode_prompt(prompt, device, 1, cfg, negative_prompt or None)
-    embeds = torch.cat([negative, positive]) if cfg else positive
-    embeds = embeds.repeat_interleave(num_frames, dim=0)
+    clip_embeds = torch.cat([negative, positive]) if cfg else positive
+    embeds = clip_embeds.repeat_interleave(num_frames, dim=0)
     added = None
     if ip_adapter_image is not None:
         image_embeds = pipe.prepare_ip_adapter_image_embeds(ip_adapter_image, None, device, 1, cfg)
@@ -331,8 +348,9 @@ def animate(
     scale = motion.adapter_scale if adapter_on else 0.0
     for i, t in enumerate(timesteps):
         model_input = torch.cat([latents] * 2) if cfg else latents
-        with i2v_context(num_frames, scale):
-            eps = pipe.unet(model_input, t, encoder_hidden_states=embeds, added_cond_kwargs=added).sample
+        unet = pipe.unet if unets is None else unets.for_timestep(t)
+        with i2v_context(num_frames, scale), temporal_text_context(clip_embeds):
+            eps = unet(model_input, t, encoder_hidden_states=embeds, added_cond_kwargs=added).sample
         if cfg:
             uncond, cond = eps.chunk(2)
             eps = uncond + guidance * (cond - uncond)

@@ -36,9 +36,11 @@ REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "assets" / "i2v"
 CHECKPOINTS = REPO / "training" / "checkpoints" / "i2v"
 STAGES = ("vae", "unet", "motion", "i2v")
-STEPS = {"vae": 1200, "unet": 1500, "motion": 2500, "i2v": 1200}
-BATCH = {"vae": 32, "unet": 32, "motion": 6, "i2v": 6}
-LR = {"vae": 2e-3, "unet": 1e-3, "motion": 1e-3, "i2v": 3e-3}
+# "sft" (training/i2v/train_edg.py) fine-tunes the finished stack; it draws its batches after these
+STAGE_IDS = {name: i for i, name in enumerate((*STAGES, "sft"))}
+STEPS = {"vae": 1200, "unet": 1500, "motion": 2500, "i2v": 1200, "sft": 1200}
+BATCH = {"vae": 32, "unet": 32, "motion": 6, "i2v": 6, "sft": 6}
+LR = {"vae": 2e-3, "unet": 1e-3, "motion": 1e-3, "i2v": 3e-3, "sft": 5e-4}
 CAPTION_DROPOUT = 0.1  # empty captions teach the unconditional branch classifier-free guidance uses
 CHECKPOINT_EVERY_S = 120
 
@@ -52,7 +54,7 @@ def learning_rate(stage: str, step: int) -> float:
 
 
 def batch_rng(seed: int, stage: str, step: int) -> tuple[np.random.Generator, torch.Generator]:
-    key = [seed, STAGES.index(stage), step]
+    key = [seed, STAGE_IDS[stage], step]
     gen = torch.Generator().manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
     return np.random.default_rng(key), gen
 

@@ -159,3 +159,19 @@ def test_animate_api_end_to_end(studio_client):
     assert "h264" in info and "yuv420p" in info
     assert Path(strip).is_file() and len(files) == 3
     assert "Done in" in status and "on CPU" in status
+
+
+@pytest.mark.skipif(not (ASSETS / "edg_sft.safetensors").is_file(), reason="the EDG fine-tune is not bundled")
+def test_edg_section_renders_three_videos_and_refuses_bad_settings(model):
+    from tabs.i2v import run_edg
+
+    row = (str(FIRST), EXAMPLES[0]["prompt"], 1.0, 4, 6, 4.0, 0, "")
+    *videos, flows, files, status = run_edg(*row, 0.25, 0.75, 1.0, 0.25, 500, 0.3, progress=quiet_progress)
+    assert len(videos) == 3 and all("h264" in probe(v) for v in videos)
+    assert sorted(set(flows["variant"])) == sorted(["pretrained motion module", "fine-tuned with text (theta_sft)",
+                                                    "EDG: extrapolated + decoupled"])
+    assert "Done in" in status and "dynamic model for t > 500" in status and len(files) == 3
+    with pytest.raises(gr.Error, match="alpha must be a number between 0.0 and 2.0"):
+        run_edg(*row, 3.0, 0.75, 1.0, 0.25, 500, 0.3, progress=quiet_progress)
+    with pytest.raises(gr.Error, match="switch_t must be a whole number"):
+        run_edg(*row, 0.25, 0.75, 1.0, 0.25, 500.5, 0.3, progress=quiet_progress)
