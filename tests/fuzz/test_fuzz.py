@@ -55,7 +55,8 @@ KNOWN_FAILURES: dict[tuple[str, str, str], str] = {
 }
 
 # cheaper settings for the endpoints whose unusual-but-valid inputs really run the model
-CHEAP = {"/animate": {"frames": 2, "steps": 2}, "/kangaroo_generate": {"max_new_tokens": 2},
+CHEAP = {"/animate": {"frames": 2, "steps": 2}, "/animate_edg": {"frames": 2, "steps": 2},
+         "/kangaroo_generate": {"max_new_tokens": 2},
          "/filter2noise_denoise": {"iterations": 10}}
 
 
