@@ -76,13 +76,43 @@ def bound_editor_layers(editor: gr.ImageEditor) -> gr.ImageEditor:
 
 # --- pure helpers the handlers share ------------------------------------------------------------
 
+WIDTH_RANGE = (1.0, 20000.0)  # HU; CT values span about -1024..30000 with extended scales
+LEVEL_RANGE = (-5000.0, 30000.0)
+MAX_FRAME = 100_000
+
+
+def _number(label: str, value, low: float, high: float, whole: bool = False) -> float:
+    """A finite number in [low, high] from a form field, or a sentence naming the limit."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{label} must be a number (got {str(value)[:40]!r}).") from None
+    if not np.isfinite(number) or not low <= number <= high or (whole and number != int(number)):
+        kind = "a whole number" if whole else "a number"
+        raise BadInput(f"{label} must be {kind} between {low:g} and {high:g} (got {str(value)[:40]}).")
+    return number
+
+
 def _window(name, width, level):
+    """The window to draw with. The custom fields are checked whichever preset is chosen: a value
+    that would be refused under Custom is never silently carried along."""
     from adapters.filter2noise.viz import window_values
 
+    if width not in (None, ""):
+        width = _number("The custom window width (HU)", width, *WIDTH_RANGE)
+    if level not in (None, ""):
+        level = _number("The custom window level (HU)", level, *LEVEL_RANGE)
     try:
-        return window_values(name, width, level)
+        return window_values(name, width if width != "" else None, level if level != "" else None)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
+
+
+def _frame(frame) -> int | None:
+    """The frame field: empty (or -1) means the middle frame."""
+    if frame in (None, "", -1):
+        return None
+    return int(_number("The frame", frame, 0, MAX_FRAME, whole=True))
 
 
 def _edited_region(session):
@@ -203,7 +233,7 @@ def run(file, reference_file=None, frame=None, window=SOFT, width=400, level=40,
     _window(window, width, level)
     keep = _keep_flag(keep_identifiers)
     fit_settings = check_settings(DEFAULT_ITERATIONS if iterations in (None, "") else iterations, edge_weight)
-    frame = None if frame in (None, "", -1) else int(frame)
+    frame = _frame(frame)
     ct = load_slice(upload_path(file), frame)
     reference = check_reference(load_slice(upload_path(reference_file)) if reference_file else None, ct)
     request = DenoiseRequest(ct.hu, fit_settings)
@@ -305,7 +335,7 @@ def preview(file, frame=None, window=SOFT, width=400, level=40):
     if file is None:
         return gr.skip(), gr.skip()
     w, l = _window(window, width, level)
-    frame = None if frame in (None, "", -1) else int(frame)
+    frame = _frame(frame)
     ct = load_slice(upload_path(file), frame)
     image = windowed(ct.hu, w, l)
     h, wd = ct.hu.shape
@@ -354,7 +384,8 @@ def _series_view(record, index, window, width, level):
 
     w, l = _window(window, width, level)
     n = record.denoised.shape[0]
-    i = min(max(int(index or 1), 1), n) - 1
+    # the slider's range never goes below 1..2, so a one-slice series may send 2
+    i = min(int(_number("The slice", 1 if index in (None, "") else index, 1, max(n, 2), whole=True)), n) - 1
     return windowed(record.series.slices[i].hu, w, l), windowed(record.denoised[i], w, l)
 
 
@@ -497,7 +528,10 @@ BAD_INPUTS = [
     (_row(_CT, str(ASSET_DIR / "phantom_reference.npy")), "they must match pixel for pixel"),
     (_row(_CT)[:6] + [5000, 250.0, False], "Iterations must be between 1 and 2000"),
     (_row(_CT)[:6] + [100, 9000.0, False], "The edge loss weight must be between 0 and 5000"),
-    (_row(_CT, None, "Custom")[:4] + [0, 40, 100, 250.0, False], "A custom window needs a positive width"),
+    (_row(_CT, None, "Custom")[:4] + [0, 40, 100, 250.0, False], "window width (HU) must be a number between 1 and 20000"),
+    (_row(_CT)[:4] + [1e12, 40, 100, 250.0, False], "window width (HU) must be a number between 1 and 20000"),
+    (_row(_CT)[:4] + [400, float("nan"), 100, 250.0, False], "window level (HU) must be a number between -5000 and 30000"),
+    (_row(_CT)[:2] + [1e12] + _row(_CT)[3:], "The frame must be a whole number between 0 and 100000"),
 ]
 
 
