@@ -4,6 +4,9 @@ real Landsat-7 scene, on one CPU thread.
     python -m training.cloud_adapter.train --seeds 0 1 2      # every variant per seed, resumable
     python -m training.cloud_adapter.train --card             # seed 0 weights -> assets/cloud_adapter
 
+``--card`` writes adapter_full.safetensors, adapter_lora.safetensors and head_off.safetensors (each with
+its .json config) from the finished seed-0 runs.
+
 Variants: "off" (frozen backbone + FPN head), "lora" (low-rank attention over the tokens
 themselves, no context branch), "full" (context branch + low-rank cross-attention). Same head,
 same data, same steps, same seed for each. Data: a fixed pool of clouded training crops (pool seed
