@@ -194,31 +194,24 @@ def run(quick: bool = False) -> list[dict]:
     return rows_from(measure(quick))
 
 
-def write() -> dict:
+def main(argv=None) -> None:
+    """--write measures everything once and is the only writer of figures.json and MODEL_CARD.md."""
     from adapters.common import figures as F
 
-    start = time.perf_counter()
-    torch.set_num_threads(1)
-    m = measure(quick=False)
-    figs = build_figures(m, time.perf_counter() - start)
-    F.write(ASSETS, figs)
-    return figs
-
-
-def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--write", action="store_true", help="write assets/cloud_adapter/figures.json and MODEL_CARD.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    if args.write:
-        figs = write()
-        print(f"wrote {ASSETS / 'figures.json'} and MODEL_CARD.md ({figs['provenance']['seconds']} s)")
-        for note in figs["notes"]:
-            print("-", note)
+    started = time.perf_counter()
+    m = measure(quick=args.quick and not args.write)
+    if not args.write:
+        for row in rows_from(m):
+            print(json.dumps(row))
         return
-    for row in run(args.quick):
-        print(json.dumps(row))
+    figs = build_figures(m, time.perf_counter() - started)
+    F.write(ASSETS, figs)
+    print(f"wrote {ASSETS / 'figures.json'} and MODEL_CARD.md ({figs['provenance']['seconds']} s)", *figs["notes"], sep="\n- ")
 
 
 if __name__ == "__main__":
