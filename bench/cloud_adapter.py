@@ -108,7 +108,7 @@ def measure(quick: bool = False) -> dict:
     adapter, frozen = bundle.param_counts()
     return {"n_heldout": int(len(heldout[0])), "n_shifted": int(len(shifted[0])), "bundled": bundled, "strength": strengths,
             "depth_off": depth_off, "latency": latency(bundle, 2 if quick else 5), "log": summarise_log(log),
-            "log_data": log.get("data", {}), "params": {"adapter_and_head": adapter, "frozen": frozen,
+            "log_data": log.get("data", {}), "superseded": log.get("superseded", {}), "params": {"adapter_and_head": adapter, "frozen": frozen,
                                                         "adapter_only": sum(p.numel() for p in bundle.full.adapter.parameters()),
                                                         "head": sum(p.numel() for p in bundle.full.head.parameters())}}
 
@@ -158,6 +158,13 @@ def build_figures(m: dict, seconds: float) -> dict:
                           ["variant", "seeds", "mIoU", *[f"F1 {c}" for c in CLASSES], "shifted mIoU", "CPU min (all seeds)"], rows,
                           note="From assets/cloud_adapter/training_log.json (training/cloud_adapter/train.py), not re-measured here. "
                                "Same head, data, steps and seed for every variant."))
+    old = m["superseded"]
+    if old.get("runs"):
+        tables.append(F.table("superseded", "Superseded first recipe (adapter at the head's learning rate), held-out",
+                              ["variant", "seed", "adapter lr", "mIoU", *[f"F1 {c}" for c in CLASSES]],
+                              [[LABELS[r["variant"]], r["seed"], r["adapter_lr"], f"{r['heldout']['miou']:.3f}",
+                                *[f"{x:.3f}" for x in r["heldout"]["f1"]]] for r in old["runs"]],
+                              note=f"From the training log; {old['why']}. Kept so the change of recipe is on record."))
     b = m["bundled"]
     rows = [[LABELS[v], f"{b[v]['heldout']['miou']:.3f}", *[f"{x:.3f}" for x in b[v]["heldout"]["iou"]], f"{b[v]['shifted']['miou']:.3f}"]
             for v in ("off", "lora", "full") if v in b]
