@@ -11,8 +11,8 @@ from adapters.cloud_adapter.config import MAX_UPLOAD_SIDE, STRENGTH_MAX, Segment
 from adapters.common.errors import BadInput
 from studio import settings
 from studio.registry import tab_info
-from studio.shell import LIGHT, Shell
-from studio.ui import call_device, done_markdown, download_path, friendly, stopwatch, upload_path
+from studio.shell import HEAVY, Shell
+from studio.ui import call_device, done_markdown, download_path, friendly, get_model, stopwatch, upload_path
 
 INFO = tab_info(SPEC, api_names=("cloud_adapter_segment",))
 KEY = INFO.key
@@ -82,6 +82,7 @@ def run(choice, upload, add_clouds, coverage, thickness, thin_mix, shadow_offset
     clouds = cloud_settings(coverage, thickness, thin_mix, shadow_offset, cloud_seed) if add_clouds else None
     ground, note = _ground(choice, upload)
     with stopwatch() as elapsed:
+        frozen_name = get_model(SPEC).value.frozen_name  # loaded once per process; says which checkpoint runs
         image, labels = (simulate(ground, clouds)[:2] if clouds is not None else (ground, None))
         request = SegmentRequest(image=image, labels=labels, strength=level, shallow=bool(shallow), middle=bool(middle),
                                  deep=bool(deep), lora=bool(with_lora))
@@ -95,9 +96,16 @@ def run(choice, upload, add_clouds, coverage, thickness, thin_mix, shadow_offset
         update = " · ".join(f"block {b}: {v:.2f}" for b, v in r.update) or "adapter off at every depth (or strength 0)"
         mask_file = viz.save_mask_png(r.adapter, download_path("cloud_adapter_mask.png"))
     status = done_markdown(elapsed(), out.device, f"{note}{r.tiles} tile(s), {r.seconds_per_tile:.2f} s per tile for "
-                                                  f"every model shown.")
+                                                  f"every model shown. Frozen model: {frozen_name}.")
     return (*panels, metrics, context, f"**Adapter update size per block** (mean |update| / mean |token|): {update}",
             str(mask_file), status)
+
+
+def run_live(choice, upload, *rest, progress=gr.Progress()):
+    """A slider or switch moved: re-run, unless the upload it would need is not there yet."""
+    if choice == UPLOAD and not upload:
+        return [gr.skip()] * 8
+    return run(choice, upload, *rest, progress=progress)
 
 
 def _examples() -> list[list]:
@@ -166,9 +174,11 @@ def build() -> None:
     shell.examples(EXAMPLES, inputs, label="Examples (held-out tiles under different clouds)")
     outputs = [clouded, on, off, metrics, context, update, mask_file, status]
     shell.on_run(button, run, inputs, outputs, params=params)
-    # a slider or switch re-runs the tile at once (one 112 px tile takes well under 2 s on one CPU thread)
-    live = dict(api_visibility="private", **LIGHT)
+    # a slider or switch re-runs the tile at once (one 112 px tile takes well under 2 s on one CPU thread);
+    # these are model runs, so they share the heavy slot
+    live = dict(api_visibility="private", **HEAVY)
     for control in (coverage, thickness, thin_mix, shadow, level):
-        control.release(run, inputs, outputs, api_name="cloud_adapter_live", **live)
+        control.release(run_live, inputs, outputs, api_name="cloud_adapter_live", **live)
     for control in (shallow, middle, deep, add_clouds, with_lora, choice):
-        control.input(run, inputs, outputs, api_name="cloud_adapter_live_switch", **live)
+        control.input(run_live, inputs, outputs, api_name="cloud_adapter_live_switch", **live)
+    upload.upload(lambda: UPLOAD, None, choice, queue=False, api_visibility="private")
