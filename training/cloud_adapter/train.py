@@ -3,6 +3,7 @@ real Landsat-7 scene, on one CPU thread.
 
     python -m training.cloud_adapter.train --seeds 0 1 2      # every variant per seed, resumable
     python -m training.cloud_adapter.train --card             # seed 0 weights -> assets/cloud_adapter
+    python -m training.cloud_adapter.train --seeds 0 --variants off full --steps 600   # longer runs, logged apart
 
 ``--card`` writes adapter_full.safetensors, adapter_lora.safetensors and head_off.safetensors (each with
 its .json config) from the finished seed-0 runs.
@@ -96,7 +97,7 @@ def param_groups(model) -> list[dict]:
 def train_one(backbone, variant: str, seed: int, train, steps: int = STEPS):
     run_dir = CKPT / "runs"
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / f"{variant}_s{seed}.pt"
+    path = run_dir / (f"{variant}_s{seed}.pt" if steps == STEPS else f"{variant}_s{seed}_{steps}steps.pt")
     torch.manual_seed(seed)
     model = build(backbone, variant)
     optimiser = torch.optim.AdamW(param_groups(model), lr=LR, weight_decay=0.01)
