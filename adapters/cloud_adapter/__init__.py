@@ -25,7 +25,9 @@ SPEC = PaperSpec(
         "here: DINOv2-S/14 on 112 px tiles of a real Landsat-7 scene; clouds and shadows are simulated, so you can "
         "move the sliders and watch both models on ground neither was trained on. Compare the adapter with the "
         "frozen backbone + the same head, turn depths off, change the strength, or upload your own RGB tile. The "
-        "paper decodes with Mask2Former on DINOv2-L; here a light FPN head, trained the same way for every variant."
+        "paper decodes with Mask2Former on DINOv2-L; here a light FPN head, trained the same way for every variant. "
+        "Measured on held-out tiles (figures below), this short CPU training (200 steps per model) leaves the adapter "
+        "level with the frozen backbone + head, not ahead of it: the paper trains for 40,000 iterations."
     ),
     hub=(
         HubPart("official", "XavierJiezou/cloud-adapter-models",
