@@ -310,6 +310,7 @@ def reset_region(window=SOFT, width=400, level=40, keep_identifiers=False, sessi
 
 @friendly("Changing the window")
 def rewindow(window=SOFT, width=400, level=40, session=None):
+    _window(window, width, level)  # a bad value gets its sentence even before there is anything to redraw
     if session is None:  # an example or a control changed before any run: nothing to redraw yet
         return gr.skip(), gr.skip(), gr.skip()
     pair, residual, _, editor = _views(session, window, width, level)
@@ -442,7 +443,9 @@ def run_series(files, mode=SERIES_MODES[0], window=SOFT, width=400, level=40, it
 
 @friendly("Showing the slice")
 def series_slice(index=1, window=SOFT, width=400, level=40, record=None):
-    if record is None:
+    if record is None:  # nothing to show yet; still, a bad value gets its sentence
+        _window(window, width, level)
+        _number("The slice", 1 if index in (None, "") else index, 1, MAX_FRAME, whole=True)
         return gr.skip()
     return _series_view(record, index, window, width, level)
 
