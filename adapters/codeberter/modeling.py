@@ -65,6 +65,13 @@ class FrozenEncoder(nn.Module):
         # A causal LM is cut to its first blocks by a shallow view that shares their weights.
         self._llama = truncated_llama(model.model, self.num_layers) if family == "llama" else None
 
+    def used_parameters(self) -> list[nn.Parameter]:
+        """The frozen parameters a forward uses (a cut causal LM leaves its later blocks and its
+        output head out)."""
+        if self.family == "bert":
+            return list(self.model.parameters())
+        return list(self._llama.parameters())
+
     def _all_layers(self):
         return self.model.encoder.layer if self.family == "bert" else self.model.model.layers
 

@@ -160,3 +160,23 @@ def test_tab_overlay_escapes_code_and_marks_wrong_types():
     known = "line 1, column 1: `x` should be `y` (variable misuse)"
     assert "place and fix" in bug_markdown(code, {"a": Guess()}, known)
     assert "(no known bug)" in bug_markdown(code, {"a": Guess()}, "")
+
+
+def test_a_causal_lm_cut_to_its_first_blocks_is_a_view_and_a_fresh_adapter_is_identity():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from adapters.codeberter.modeling import AdapterSet, FrozenEncoder
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2)
+    model = LlamaForCausalLM(config).eval().requires_grad_(False)
+    encoder = FrozenEncoder(model, "llama", num_layers=2)
+    ids = torch.randint(0, 64, (2, 9))
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        reference = model.model.norm(model(ids, output_hidden_states=True).hidden_states[2])
+        assert torch.allclose(encoder.hidden(ids, mask), reference, atol=1e-5)
+        assert torch.allclose(encoder.hidden(ids, mask, [(AdapterSet(32, 2, 8), 1.0)]), reference, atol=1e-5)
+    assert len(model.model.layers) == 4 and model.config.num_hidden_layers == 4
+    assert sum(p.numel() for p in encoder.used_parameters()) < sum(p.numel() for p in model.parameters())
