@@ -278,7 +278,7 @@ def stage_ner(run: Run, out: Path):
     return best, encoder, tokenizer, ner_adapter
 
 
-def stage_bug(run: Run, out: Path, with_ner: bool, ner_parts=None) -> None:
+def stage_bug(run: Run, out: Path, with_ner: bool, ner_parts=None, seeds=SEEDS) -> None:
     if with_ner:
         best, encoder, tokenizer, ner_adapter = ner_parts or stage_ner(run, out)
         ner_adapter.requires_grad_(False)
@@ -288,7 +288,7 @@ def stage_bug(run: Run, out: Path, with_ner: bool, ner_parts=None) -> None:
         encoder, tokenizer = encoder_for(best)
         ner_adapter = None
     bug_train, bug_heldout = bug_data(tokenizer)
-    for seed in SEEDS:
+    for seed in seeds:
         _, adapter, head = bug(run, encoder, tokenizer, ner_adapter, with_ner, seed, bug_train, bug_heldout)
         if seed == 0:
             save_bug(out, best, encoder, adapter, head, with_ner)
@@ -318,6 +318,7 @@ def main(argv=None) -> None:
     parser.add_argument("stage", nargs="?", default="all",
                         choices=("all", "encoder", "ner", "bug-with", "bug-without", "finish"))
     parser.add_argument("--encoder", choices=ENCODERS, help="for the encoder stage")
+    parser.add_argument("--seed", type=int, choices=SEEDS, help="bug stages: only this seed (run seeds in parallel)")
     parser.add_argument("--out", type=Path, default=Path("assets/codeberter"))
     parser.add_argument("--work", type=Path, default=Path(".cache/codeberter-train"))
     args = parser.parse_args(argv)
@@ -336,7 +337,7 @@ def main(argv=None) -> None:
     elif args.stage == "ner":
         stage_ner(run, args.out)
     elif args.stage in ("bug-with", "bug-without"):
-        stage_bug(run, args.out, args.stage == "bug-with")
+        stage_bug(run, args.out, args.stage == "bug-with", seeds=SEEDS if args.seed is None else (args.seed,))
     else:
         stage_finish(run, args.out)
 
