@@ -41,14 +41,15 @@ class Result:
 
 
 def _span_of(subword: int, offsets, tokens) -> int:
-    """Index of the Python token a subword falls in (the nearest one before it otherwise)."""
-    start = offsets[subword][0]
+    """Index of the Python token a subword overlaps (a byte-level subword may start with the space
+    before its token), or the nearest one before it."""
+    start, end = offsets[subword]
     best = 0
     for i, tok in enumerate(tokens):
+        if tok.start < end and tok.end > start:
+            return i
         if tok.start <= start:
             best = i
-        if tok.start <= start < tok.end:
-            return i
     return best
 
 

@@ -12,6 +12,8 @@ cut off resumes from its last checkpoint, written every ``CHECKPOINT_S`` seconds
 3. ``bug-<with|without>-s<seed>``: the bug-localisation-and-repair task adapter, stacked above the
    frozen NER adapter or alone, ``BUG_STEPS`` steps, seeds 0, 1, 2.
 
+Writes ``ner_adapter.safetensors`` (NER adapter, its head, the probe's head), ``codeberter.json``,
+``bug_adapter_with_ner.safetensors`` and ``bug_adapter_alone.safetensors`` (seed 0) into ``--out``.
 CPU seconds (process time) of every stage go into ``training_log.json`` beside the weights.
 
     python -m training.codeberter.train --out assets/codeberter --work .cache/codeberter-train
@@ -42,7 +44,7 @@ PROBE_WINDOWS = 480
 PROBE_EPOCHS = 40
 EVAL_WINDOWS = 240
 COMPARE_STEPS = 40
-NER_STEPS = 360
+NER_STEPS = 225
 BUG_BATCH = 8
 BUG_STEPS = 80
 BUG_TRAIN = 1200
