@@ -272,7 +272,9 @@ def stage_ner(run: Run, out: Path):
     best = best_encoder(run)
     log(f"better encoder at {COMPARE_STEPS} steps: {best}")
     encoder, tokenizer = encoder_for(best)
-    train, heldout = type_data(best, tokenizer)
+    # A finished stage only reloads its weights: no need to rebuild its data.
+    done = run.done(f"ner-{best}-{ner_steps(best)}")
+    train, heldout = ([], []) if done else type_data(best, tokenizer)
     _, ner_adapter, type_head = ner(run, best, encoder, train, heldout, ner_steps(best))
     probe_head = TypeHead(encoder.info.width, len(TYPES))
     probe_head.load_state_dict(torch.load(run.work / f"probe-{best}-head.pt"))
