@@ -62,7 +62,9 @@ def overlay_html(code: str, spans, predicted, blamed=None) -> str:
     for (start, end, _text, truth), guess in zip(spans, predicted):
         parts.append(html.escape(code[cursor:start]))
         if not guess:
-            style, title = "opacity:0.45", f"not read (past the model's input length); truth: {truth}"
+            style = "opacity:0.45"
+            title = (f"not scored (it starts inside the previous token's subword, or lies past the model's input "
+                     f"length); truth: {truth}")
         elif guess == truth:
             style, title = f"color:{COLOURS[guess]}", f"{guess} (correct)"
         else:
@@ -107,13 +109,15 @@ def run(code, scale=DEFAULT_SCALE, known="", progress=gr.Progress()):
     out = device_run.result
     with_adapter = overlay_html(out.code, out.spans, out.adapter_types)
     probe = overlay_html(out.code, out.spans, out.probe_types)
-    accuracy = (f"| | accuracy against `ast` ({out.scored} of {out.total} tokens read) |\n|---|---|\n"
+    accuracy = (f"| | accuracy against `ast` ({out.scored} of {out.total} tokens scored) |\n|---|---|\n"
                 f"| NER adapter (scale {out.scale:g}) | **{out.adapter_accuracy:.1%}** |\n"
                 f"| adapter off: linear probe on the frozen features | **{out.probe_accuracy:.1%}** |")
     guesses = {"task adapter above the NER adapter": out.bug_with_ner, "task adapter alone": out.bug_alone}
     bugs = bug_markdown(out.code, guesses, known)
     bug_views = [overlay_html(out.code, out.spans, [s[3] for s in out.spans], (g.start, g.end)) for g in guesses.values()]
-    cut = "" if out.scored >= out.total else f" The model read the first {out.scored} of {out.total} tokens."
+    merged = out.total - out.scored - out.past_input
+    cut = (f" {out.past_input} tokens lie past the model's input length (shown, not typed)." if out.past_input else "")
+    cut += (f" {merged} tokens start inside the previous token's subword (e.g. `):`) and are not scored." if merged else "")
     status = done_markdown(elapsed(), device_run.device, f"Model: {loaded.source} ({out.model}).{cut}")
     if loaded.notice:
         status += f"\n\n{loaded.notice}"
@@ -151,7 +155,8 @@ def build() -> None:
                            lines=12, elem_id=f"{KEY}-code")
             scale = gr.Slider(0.0, MAX_SCALE, value=DEFAULT_SCALE, step=0.1,
                               label="NER-adapter scale (0 = off, 1 = as trained)")
-            known = gr.Textbox(label="Known bug (filled by the examples; leave empty for your own code)", lines=1)
+            known = gr.Textbox(value=EXAMPLES[0][2], lines=1,
+                               label="Known bug (filled by the examples; leave empty for your own code)")
             button = shell.run_button("Type tokens and find the bug")
         with gr.Column(scale=3):
             status = shell.status()
@@ -159,7 +164,9 @@ def build() -> None:
             gr.HTML(f'<div style="font-size:0.85em">Types: {legend_html()}. Struck through in red: wrong type '
                     '(hover a token for the truth).</div>')
     with_adapter, probe = side_by_side("**NER adapter on**", "**Adapter off: linear probe on the frozen features**")
-    gr.Markdown("### Find the bug (one misused variable or swapped operator)")
+    gr.Markdown("### Find the bug (one misused variable or swapped operator)\n"
+                "Both models always blame one token: they were trained only on functions with exactly one injected "
+                "bug, so on correct code the blame is a guess (see its confidence).")
     bugs = gr.Markdown()
     bug_with, bug_alone = side_by_side("**Task adapter above the NER adapter** (boxed: the blamed token)",
                                        "**Task adapter alone** (trained the same way, no NER adapter)")

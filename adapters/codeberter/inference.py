@@ -31,8 +31,9 @@ class Result:
     probe_types: tuple  # per Python token: predicted type by the linear probe on frozen features, or ""
     adapter_accuracy: float
     probe_accuracy: float
-    scored: int  # Python tokens read and scored
+    scored: int  # Python tokens scored (they own their first subword)
     total: int  # Python tokens in the code
+    past_input: int  # tokens after the model's input length (shown, not typed)
     bug_with_ner: BugGuess
     bug_alone: BugGuess
     scale: float
@@ -94,6 +95,8 @@ def run(bundle, request: Request, *, device=None, progress: Progress = None) -> 
         hits_a += with_adapter[k] == TYPE_INDEX[tok.kind]
         hits_p += probe[k] == TYPE_INDEX[tok.kind]
     scored = sum(k >= 0 for k in owned)
+    read_up_to = max(end for _, end in offsets)
+    past_input = sum(t.start >= read_up_to for t in tokens)
     if progress:
         progress(0.6, "Looking for a bug (with and without the NER adapter)")
     bug_with = _bug(bundle, [(bundle.ner, request.scale)], bundle.bug[True], ids, mask, valid, offsets, tokens)
@@ -105,7 +108,7 @@ def run(bundle, request: Request, *, device=None, progress: Progress = None) -> 
         spans=tuple((t.start, t.end, t.text, t.kind) for t in tokens),
         adapter_types=tuple(adapter_types), probe_types=tuple(probe_types),
         adapter_accuracy=hits_a / max(1, scored), probe_accuracy=hits_p / max(1, scored),
-        scored=scored, total=len(tokens), bug_with_ner=bug_with, bug_alone=bug_alone, scale=request.scale,
+        scored=scored, total=len(tokens), past_input=past_input, bug_with_ner=bug_with, bug_alone=bug_alone, scale=request.scale,
         seconds=time.perf_counter() - started, model=bundle.name)
 
 

@@ -44,7 +44,7 @@ PROBE_WINDOWS = 480
 PROBE_EPOCHS = 40
 EVAL_WINDOWS = 240
 COMPARE_STEPS = 40
-NER_STEPS = 225
+NER_STEPS = 375
 BUG_BATCH = 8
 BUG_STEPS = 80
 BUG_TRAIN = 1200
@@ -169,10 +169,11 @@ def ner(run: Run, name: str, encoder, train, heldout, total: int) -> tuple[dict,
     optimizer = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)
     pad = encoder.info.pad_id
     ckpt_dir = run.work
-    # The longer run continues the comparison run's weights (same seed, same data order).
-    earlier = [f"ner-{name}-{COMPARE_STEPS}"] if total > COMPARE_STEPS else []
-    if not (ckpt_dir / f"{stage}.pt").exists() and earlier and (ckpt_dir / f"{earlier[0]}.pt").exists():
-        state = torch.load(ckpt_dir / f"{earlier[0]}.pt", weights_only=False)
+    # A longer run continues the longest shorter run's weights (same seed, same data order).
+    earlier = sorted((int(p.stem.rsplit("-", 1)[1]), p) for p in ckpt_dir.glob(f"ner-{name}-*.pt")
+                     if int(p.stem.rsplit("-", 1)[1]) < total)
+    if not (ckpt_dir / f"{stage}.pt").exists() and earlier:
+        state = torch.load(earlier[-1][1], weights_only=False)
         state["cpu"] = 0.0  # already counted by the comparison stage
         torch.save(state, ckpt_dir / f"{stage}.pt")
 
