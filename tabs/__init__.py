@@ -21,6 +21,7 @@ TAB_MODULES: list[str] = [
     "tabs.i2v",
     "tabs.kangaroo",
     "tabs.cloud_adapter",
+    "tabs.codeberter",
     "tabs.study",
 ]
 
