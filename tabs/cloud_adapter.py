@@ -13,6 +13,7 @@ from studio import settings
 from studio.registry import tab_info
 from studio.shell import HEAVY, Shell
 from studio.ui import call_device, done_markdown, download_path, friendly, get_model, stopwatch, upload_path
+from studio.uploads import ImageFile
 
 INFO = tab_info(SPEC, api_names=("cloud_adapter_segment",))
 KEY = INFO.key
@@ -35,15 +36,27 @@ def _tile_corner(choice: str) -> tuple[int, int]:
     return heldout_corners()[names.index(choice)]
 
 
+MIN_UPLOAD_SIDE = 32  # smaller than this is a thumbnail, not a scene to segment
+MAX_UPLOAD_PIXELS = MAX_UPLOAD_SIDE * MAX_UPLOAD_SIDE
+
+
+def _read_upload(upload) -> np.ndarray:
+    from adapters.common.imaging import read_rgb_image
+
+    return read_rgb_image(upload_path(upload), min_side=MIN_UPLOAD_SIDE, max_side=MAX_UPLOAD_SIDE,
+                          max_pixels=MAX_UPLOAD_PIXELS)
+
+
 def _ground(choice: str, upload) -> tuple[np.ndarray, str]:
-    """The clear ground (H x W x 3 float in [0, 1]) and a note on what was done to it."""
+    """The clear ground (H x W x 3 float in [0, 1]) and a note on what was done to it. An upload is
+    checked even when a held-out tile is chosen: a bad file gets its sentence, never silently ignored."""
+    rgb = _read_upload(upload) if upload else None
     if choice != UPLOAD:
         from adapters.cloud_adapter.data import clear_tile
 
         return clear_tile("heldout", _tile_corner(choice)), ""
-    from adapters.common.imaging import read_rgb_image
-
-    rgb = read_rgb_image(upload_path(upload), max_side=MAX_UPLOAD_SIDE)
+    if rgb is None:
+        rgb = _read_upload(upload)  # says that nothing was uploaded
     note = ""
     h, w = rgb.shape[:2]
     if min(h, w) < TILE:
@@ -128,6 +141,8 @@ BAD_INPUTS = [
     ([_FIRST, None, True, 0.3, 0.9, 0.5, 99, 0, 1.0], "shadow offset must lie between"),
     ([_FIRST, None, True, 0.3, 0.9, 0.5, 10, 0, float("nan")], "strength must lie between"),
     ([UPLOAD, None, True, 0.3, 0.9, 0.5, 10, 0, 1.0], "No file was given"),
+    # an upload is checked even while a held-out tile is chosen
+    ([_FIRST, str(Path(__file__).resolve()), True, 0.3, 0.9, 0.5, 10, 0, 1.0], "not an image we can read"),
 ]
 
 
@@ -140,7 +155,8 @@ def build() -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             choice = gr.Dropdown(names + [UPLOAD], value=names[0], label="Ground: a held-out tile of the scene, or your upload")
-            upload = gr.Image(type="filepath", label=f"Your RGB tile (used when '{UPLOAD}' is chosen; up to {MAX_UPLOAD_SIDE} px a side)",
+            upload = ImageFile(type="filepath", image_mode=None,
+                               label=f"Your RGB tile (used when '{UPLOAD}' is chosen; {MIN_UPLOAD_SIDE} to {MAX_UPLOAD_SIDE} px a side)",
                               format=settings.IMAGE_FORMAT, height=180)
             add_clouds = gr.Checkbox(True, label="Add simulated clouds (gives a known mask)")
             with gr.Accordion("Cloud simulator", open=True):
