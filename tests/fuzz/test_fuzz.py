@@ -135,7 +135,8 @@ def _api(client) -> dict[str, list[dict]]:
 def _wrap(value):
     from gradio_client import handle_file
 
-    if isinstance(value, str) and Path(value).is_file():
+    # a text input (pasted code, a prompt) may be longer than any path or span lines: not a file
+    if isinstance(value, str) and "\n" not in value and len(value) < 4096 and Path(value).is_file():
         return handle_file(value)
     return value
 
