@@ -32,7 +32,7 @@ class VisionLanguageModel:
     lm: nn.Module
     tokenizer: object
     projector: Projector
-    dino: nn.Module
+    dino: nn.Module | None  # None where only cached patch tokens are used (training)
     prep: object  # adapters.zoo.dinov2.ImagePrep
     name: str = "DINOv2-S + projector + SmolLM2-135M-Instruct"
 
@@ -44,7 +44,8 @@ class VisionLanguageModel:
         return self.projector.config.image_tokens
 
     def frozen_params(self) -> int:
-        return sum(p.numel() for p in self.lm.parameters()) + sum(p.numel() for p in self.dino.parameters())
+        vision = sum(p.numel() for p in self.dino.parameters()) if self.dino is not None else 0
+        return sum(p.numel() for p in self.lm.parameters()) + vision
 
     def projector_params(self) -> int:
         return sum(p.numel() for p in self.projector.parameters())
@@ -54,26 +55,29 @@ class VisionLanguageModel:
         """An HxWx3 uint8 picture (resized to 224 px) -> 1 x 256 x 384 frozen DINOv2 patch tokens."""
         return vision_patches(self.dino, self.prep(rgb, SIZE))
 
-    def image_embeds(self, patches: torch.Tensor) -> torch.Tensor:
-        """B x 256 x 384 patch tokens -> B x K x 576 image tokens in the LM's embedding space."""
-        return self.projector(pool_patches(patches.float(), self.projector.config.grid))
+    def image_embeds(self, patches: torch.Tensor, projector: Projector | None = None) -> torch.Tensor:
+        """B x 256 x 384 patch tokens -> B x K x 576 image tokens in the LM's embedding space
+        (through ``projector`` instead of the VLM's own when given: a paper's co-trained one)."""
+        projector = projector if projector is not None else self.projector
+        return projector(pool_patches(patches.float(), projector.config.grid))
 
     def prompt_embeds(self, question: str, patches: torch.Tensor | None, lm: nn.Module | None = None,
-                      history=()) -> torch.Tensor:
+                      history=(), projector: Projector | None = None) -> torch.Tensor:
         """T x 576 input embeddings of one chat prompt waiting for the answer (image optional)."""
         lm = lm or self.lm
-        k = self.image_tokens if patches is not None else 0
+        k = (projector if projector is not None else self.projector).config.image_tokens if patches is not None else 0
         ids, slot, _ = self.layout.encode([*history, (question, None)], k)
-        image = self.image_embeds(patches) if patches is not None else None
+        image = self.image_embeds(patches, projector) if patches is not None else None
         return splice(lm.get_input_embeddings(), [ids], [slot], image)[0]
 
     @torch.no_grad()
     def answer(self, questions: list[str], patches: list[torch.Tensor | None], *, lm: nn.Module | None = None,
-               max_new: int = MAX_ANSWER_TOKENS, on_token=None, prefix: torch.Tensor | None = None) -> list[list[int]]:
+               max_new: int = MAX_ANSWER_TOKENS, on_token=None, prefix: torch.Tensor | None = None,
+               projector: Projector | None = None) -> list[list[int]]:
         """Greedy answer ids for a batch of questions, each with its image's patches or None.
         ``prefix`` (B x P x 576) is put before each prompt (a paper's extra tokens)."""
         lm = lm or self.lm
-        rows = [self.prompt_embeds(q, p, lm) for q, p in zip(questions, patches)]
+        rows = [self.prompt_embeds(q, p, lm, projector=projector) for q, p in zip(questions, patches)]
         if prefix is not None:
             rows = [torch.cat([prefix[b], r]) for b, r in enumerate(rows)]
         x, mask = left_pad(rows)

@@ -49,7 +49,7 @@ SEEN_OFFSET = 1_000_000
 GRID = 6
 BATCH = 8
 TURNS = 8
-STEPS = 80
+STEPS = 60
 LR = 2e-3
 CPU_BUDGET_S = 15 * 60
 CAPTION_QUESTION = "Describe the picture in one sentence."
@@ -57,6 +57,15 @@ CAPTION_QUESTION = "Describe the picture in one sentence."
 
 def cpu_seconds() -> float:
     return time.process_time()
+
+
+def stop_on_signal() -> list:
+    """A list that becomes non-empty on SIGTERM: the loop then stops after its step and saves."""
+    import signal
+
+    flag: list = []
+    signal.signal(signal.SIGTERM, lambda *_: flag.append(True))
+    return flag
 
 
 def read_log() -> dict:
@@ -128,7 +137,8 @@ def projector(seed: int) -> None:
     embed = lm.get_input_embeddings()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else layout.end_id
     start, last_save = cpu_seconds(), time.time()
-    while step < STEPS and cpu_used + cpu_seconds() - start < CPU_BUDGET_S:
+    stop = stop_on_signal()
+    while step < STEPS and cpu_used + cpu_seconds() - start < CPU_BUDGET_S and not stop:
         rng = np.random.default_rng([seed, step])
         index = rng.choice(len(patches), BATCH, replace=False)
         rows = [training_rows(rng, layout, int(i), config.image_tokens) for i in index]
@@ -144,7 +154,7 @@ def projector(seed: int) -> None:
         torch.nn.utils.clip_grad_norm_(proj.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(round(float(loss), 4))
+        losses.append(round(float(loss.detach()), 4))
         step += 1
         if step % 10 == 0:
             print(f"step {step} loss {np.mean(losses[-10:]):.3f} cpu {cpu_used + cpu_seconds() - start:.0f}s", flush=True)
@@ -155,24 +165,36 @@ def projector(seed: int) -> None:
     cpu_total = cpu_used + cpu_seconds() - start
     torch.save({"projector": proj.state_dict(), "opt": opt.state_dict(), "step": step, "cpu_s": cpu_total,
                 "losses": losses}, ckpt_path)
+    export(seed)
+
+
+def export(seed: int) -> None:
+    """Write the projector of the latest checkpoint to assets/mma and its training record to the log
+    (a run stopped early by a signal or the budget is exported as it stands)."""
+    ckpt = torch.load(CHECKPOINTS / f"projector_seed{seed}.pt")
+    proj = Projector(ProjectorConfig(grid=GRID))
+    proj.load_state_dict(ckpt["projector"])
+    step, losses = ckpt["step"], ckpt["losses"]
     save_projector(proj, ASSET_DIR / PROJECTOR_FILE, {"seed": str(seed), "steps": str(step)})
-    write_log({f"projector_seed{seed}": {"steps": step, "batch": BATCH, "turns": TURNS, "lr": LR, "grid": GRID,
-                                         "cpu_s": round(cpu_total, 1), "threads": 1,
+    write_log({f"projector_seed{seed}": {"steps": step, "planned_steps": STEPS, "batch": BATCH, "turns": TURNS,
+                                         "lr": LR, "grid": GRID, "cpu_s": round(ckpt["cpu_s"], 1), "threads": 1,
                                          "loss_first10": round(float(np.mean(losses[:10])), 3),
                                          "loss_last10": round(float(np.mean(losses[-10:])), 3),
                                          "train_scenes": SPLIT_SIZES["train"]}})
-    print(f"done: {step} steps, {cpu_total:.0f} CPU s", flush=True)
+    print(f"exported: {step} steps, {ckpt['cpu_s']:.0f} CPU s", flush=True)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=("features", "projector", "all"))
+    parser.add_argument("stage", choices=("features", "projector", "export", "all"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.stage in ("features", "all"):
         features()
     if args.stage in ("projector", "all"):
         projector(args.seed)
+    if args.stage == "export":
+        export(args.seed)
 
 
 if __name__ == "__main__":
