@@ -135,7 +135,7 @@ BAD_INPUTS = [
 
 def build() -> None:
     shell = Shell(INFO)
-    params = shell.header("(MMA adapters and modality tokens; the projector adds 0.55M trained parameters)")
+    params = shell.header("(adapters in all 30 language-model layers, two modality tokens and the projector trained with them)")
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             image = gr.Image(type="filepath", label="Picture (optional; resized to 224x224)",

@@ -11,10 +11,11 @@ from adapters.mma.modeling import IMAGE, TEXT, adapted
 def answer_fn(bundle, route: str = "auto"):
     """``(questions, patch_list, max_new) -> ids`` through the adapted LM, each row routed by whether
     it has a picture (for `adapters.vlm.evaluate.vqa_accuracy`)."""
-    def answer(questions, patches, max_new):
+    def answer(questions, patches, max_new, first_logits=None):
         modality = torch.tensor([IMAGE if p is not None else TEXT for p in patches])
         with adapted(bundle.lm, bundle.mma, bundle.state, modality, route=route):
-            return bundle.vlm.answer(questions, patches, lm=bundle.lm, max_new=max_new, projector=bundle.projector)
+            return bundle.vlm.answer(questions, patches, lm=bundle.lm, max_new=max_new, projector=bundle.projector,
+                                     first_logits=first_logits)
     return answer
 
 

@@ -73,7 +73,7 @@ class VisionLanguageModel:
     @torch.no_grad()
     def answer(self, questions: list[str], patches: list[torch.Tensor | None], *, lm: nn.Module | None = None,
                max_new: int = MAX_ANSWER_TOKENS, on_token=None, prefix: torch.Tensor | None = None,
-               projector: Projector | None = None) -> list[list[int]]:
+               projector: Projector | None = None, first_logits: list | None = None) -> list[list[int]]:
         """Greedy answer ids for a batch of questions, each with its image's patches or None.
         ``prefix`` (B x P x 576) is put before each prompt (a paper's extra tokens)."""
         lm = lm or self.lm
@@ -81,7 +81,7 @@ class VisionLanguageModel:
         if prefix is not None:
             rows = [torch.cat([prefix[b], r]) for b, r in enumerate(rows)]
         x, mask = left_pad(rows)
-        return greedy(lm, x, mask, max_new, self.layout.end_id, on_token=on_token)
+        return greedy(lm, x, mask, max_new, self.layout.end_id, on_token=on_token, first_logits=first_logits)
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)

@@ -82,6 +82,10 @@ class ChatLayout:
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def token_ids(self, text: str) -> list[int]:
+        """Plain text -> token ids, no special tokens."""
+        return self._ids(text)
+
     def encode(self, turns, image_tokens: int, answer_last: bool = True):
         """(ids, image_slot, labels): ids with -1 placeholders at the image slot (None for no
         image), the slot's start index, and labels (-100 except on answer tokens and their
@@ -147,15 +151,18 @@ def answer_logits_loss(lm: nn.Module, inputs_embeds: torch.Tensor, mask: torch.T
 
 @torch.no_grad()
 def greedy(lm: nn.Module, inputs_embeds: torch.Tensor, mask: torch.Tensor, max_new: int, stop_id: int,
-           on_token=None) -> list[list[int]]:
+           on_token=None, first_logits: list | None = None) -> list[list[int]]:
     """Greedy decoding from left-padded prompt embeddings with the LM's KV cache.
 
     ``on_token(step, ids)`` is called with each step's B new ids (for streaming). Rows stop at
-    ``stop_id`` (not included in the output)."""
+    ``stop_id`` (not included in the output). ``first_logits`` receives the B x V logits of the
+    first answer token."""
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     out = lm(inputs_embeds=inputs_embeds, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
     past, last = out.cache, positions[:, -1:]
     logits = out.logits[:, -1]
+    if first_logits is not None:
+        first_logits.append(logits.float())
     rows: list[list[int]] = [[] for _ in range(inputs_embeds.shape[0])]
     done = torch.zeros(inputs_embeds.shape[0], dtype=torch.bool)
     for step in range(max_new):
