@@ -124,7 +124,10 @@ def measure_all(quick: bool = False, threads: int = 1) -> dict:
     directory = ASSETS / TAB
     bundle = load_bundled(directory)
     vlm = bundle.vlm
-    plain = wrap(vlm, load_mma(directory / PLAIN_FILE), "plain") if (directory / PLAIN_FILE).is_file() else None
+    plain = None
+    if (directory / PLAIN_FILE).is_file():
+        plain_mma, plain_projector = load_mma(directory / PLAIN_FILE)
+        plain = wrap(vlm, plain_mma, "plain", plain_projector)
     per_type = 6 if quick else PER_TYPE
     scenes, items = heldout_items(quick)
     prompts = text_prompts(quick)

@@ -97,7 +97,7 @@ def text_row(layout, prompt: str, answer_ids: list[int]):
     return ids + a, slot, labels + a
 
 
-def adapter(variant: str, seed: int) -> None:
+def adapter(variant: str, seed: int, stop_after: int | None = None) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     vlm = text_model()
@@ -131,7 +131,8 @@ def adapter(variant: str, seed: int) -> None:
         torch.save({"mma": mma.state_dict(), "projector": projector.state_dict(), "opt": opt.state_dict(),
                     "step": step, "cpu_s": cpu_used + cpu_seconds() - start, "losses": losses}, ckpt_path)
 
-    while step < vlm_train.STEPS and cpu_used + cpu_seconds() - start < CPU_BUDGET_S and not stop:
+    last = min(vlm_train.STEPS, stop_after or vlm_train.STEPS)
+    while step < last and cpu_used + cpu_seconds() - start < CPU_BUDGET_S and not stop:
         # the projector-only run's image questions of this step (same generator, same draws)
         rng = np.random.default_rng([seed, step])
         index = rng.choice(len(patches), vlm_train.BATCH, replace=False)
@@ -163,9 +164,9 @@ def adapter(variant: str, seed: int) -> None:
     export(variant, seed)
 
 
-def export(variant: str, seed: int) -> None:
-    """Write the adapter file of the latest checkpoint and its training record."""
-    ckpt = torch.load(CHECKPOINTS / f"{variant}_seed{seed}.pt")
+def export(variant: str, seed: int, checkpoint: str | None = None) -> None:
+    """Write the adapter file of the latest checkpoint (or of ``checkpoint``) and its training record."""
+    ckpt = torch.load(checkpoint or CHECKPOINTS / f"{variant}_seed{seed}.pt")
     mma = MMA(MMAConfig(routed=variant == "routed"))
     mma.load_state_dict(ckpt["mma"])
     projector = Projector(ProjectorConfig(grid=vlm_train.GRID))
@@ -186,20 +187,24 @@ def main(argv=None) -> None:
     parser.add_argument("stage", choices=("projector", "targets", "adapter", "export", "all"))
     parser.add_argument("--variant", choices=("routed", "plain"), default="routed")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stop-after", type=int, default=None,
+                        help="stop after this many steps of the projector run's schedule (the shipped files: 15)")
+    parser.add_argument("--checkpoint", default=None, help="export: this checkpoint file instead of the latest")
     args = parser.parse_args(argv)
     if args.stage in ("projector", "all"):
         from training.vlm import train as vlm_train
 
-        vlm_train.main(["all", "--seed", str(args.seed)])
+        vlm_train.main(["all", "--seed", str(args.seed)] + (["--stop-after", str(args.stop_after)]
+                                                             if args.stop_after else []))
     if args.stage in ("targets", "all"):
         targets()
     if args.stage == "adapter":
-        adapter(args.variant, args.seed)
+        adapter(args.variant, args.seed, args.stop_after)
     if args.stage == "export":
-        export(args.variant, args.seed)
+        export(args.variant, args.seed, args.checkpoint)
     if args.stage == "all":
-        adapter("routed", args.seed)
-        adapter("plain", args.seed)
+        adapter("routed", args.seed, args.stop_after)
+        adapter("plain", args.seed, args.stop_after)
 
 
 if __name__ == "__main__":

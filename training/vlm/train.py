@@ -115,7 +115,7 @@ def training_rows(rng: np.random.Generator, layout: ChatLayout, index: int, imag
     return layout.encode(picks, image_tokens)
 
 
-def projector(seed: int) -> None:
+def projector(seed: int, stop_after: int | None = None) -> None:
     from adapters.zoo import load_smollm2
 
     torch.set_num_threads(1)
@@ -138,7 +138,8 @@ def projector(seed: int) -> None:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else layout.end_id
     start, last_save = cpu_seconds(), time.time()
     stop = stop_on_signal()
-    while step < STEPS and cpu_used + cpu_seconds() - start < CPU_BUDGET_S and not stop:
+    last = min(STEPS, stop_after or STEPS)
+    while step < last and cpu_used + cpu_seconds() - start < CPU_BUDGET_S and not stop:
         rng = np.random.default_rng([seed, step])
         index = rng.choice(len(patches), BATCH, replace=False)
         rows = [training_rows(rng, layout, int(i), config.image_tokens) for i in index]
@@ -168,10 +169,10 @@ def projector(seed: int) -> None:
     export(seed)
 
 
-def export(seed: int) -> None:
-    """Write the projector of the latest checkpoint to assets/mma and its training record to the log
-    (a run stopped early by a signal or the budget is exported as it stands)."""
-    ckpt = torch.load(CHECKPOINTS / f"projector_seed{seed}.pt")
+def export(seed: int, checkpoint: str | None = None) -> None:
+    """Write the projector of the latest checkpoint (or of ``checkpoint``) to assets/mma and its
+    training record to the log (a run stopped early by a signal or the budget is exported as it stands)."""
+    ckpt = torch.load(checkpoint or CHECKPOINTS / f"projector_seed{seed}.pt")
     proj = Projector(ProjectorConfig(grid=GRID))
     proj.load_state_dict(ckpt["projector"])
     step, losses = ckpt["step"], ckpt["losses"]
@@ -188,13 +189,16 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=("features", "projector", "export", "all"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stop-after", type=int, default=None,
+                        help="stop after this many steps of the STEPS-step schedule (the shipped projector: 15)")
+    parser.add_argument("--checkpoint", default=None, help="export: this checkpoint file instead of the latest")
     args = parser.parse_args(argv)
     if args.stage in ("features", "all"):
         features()
     if args.stage in ("projector", "all"):
-        projector(args.seed)
+        projector(args.seed, args.stop_after)
     if args.stage == "export":
-        export(args.seed)
+        export(args.seed, args.checkpoint)
 
 
 if __name__ == "__main__":
