@@ -20,6 +20,7 @@ TAB_MODULES: list[str] = [
     "tabs.fgsa",
     "tabs.i2v",
     "tabs.kangaroo",
+    "tabs.mma",
 ]
 
 
