@@ -236,7 +236,7 @@ def build_figures(m: dict, logs: dict, seconds: float, quick: bool) -> dict:
         f"First tab example ({m['example']['question']!r}): {m['example']['seconds']:.1f} s wall for all four answers "
         f"on {m['threads']} thread(s) of a CPU shared with other jobs, {m['example']['cpu_seconds']:.1f} CPU s; MMA answered {m['example']['mma']!r}, projector only "
         f"{m['example']['projector_only']!r}.",
-        f"Trained parameters: projector {m['projector_params']:,}; MMA adapters and modality tokens "
+        f"Trained parameters: projector alone {m['projector_params']:,}; MMA adapters, modality tokens and their projector "
         f"{m['adapter_params']:,} (layers {m['layers'][0]}-{m['layers'][-1]}); frozen {m['frozen_params']:,}.",
     ]
     if proj:

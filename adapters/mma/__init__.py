@@ -24,7 +24,10 @@ SPEC = PaperSpec(
         "instructions and image questions thus take different paths automatically. Ask a question about the "
         "picture: the answer with the adapters is shown next to the same model without them, each with and "
         "without the picture; the chart shows the router's weights per layer. The model is small and was trained "
-        "on simple synthetic scenes (shapes, colours, counts, positions), so questions of that kind work best."
+        "on simple synthetic scenes (shapes, colours, counts, positions), so questions of that kind work best. "
+        "It was trained for only a few CPU minutes: its answers are often wrong (near chance on held-out "
+        "compositions, no counting), and its router has not yet learned to keep text-only answers unchanged "
+        "(see the measured figures below)."
     ),
     hub=(
         HubPart("frozen", "HuggingFaceTB/SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct (frozen language model)"),
