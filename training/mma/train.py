@@ -188,7 +188,7 @@ def main(argv=None) -> None:
     parser.add_argument("--variant", choices=("routed", "plain"), default="routed")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stop-after", type=int, default=None,
-                        help="stop after this many steps of the projector run's schedule (the shipped files: 35-36)")
+                        help="stop after this many steps of the projector run's schedule (the shipped files ran the whole schedule)")
     parser.add_argument("--checkpoint", default=None, help="export: this checkpoint file instead of the latest")
     args = parser.parse_args(argv)
     if args.stage in ("projector", "all"):

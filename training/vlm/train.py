@@ -190,7 +190,7 @@ def main(argv=None) -> None:
     parser.add_argument("stage", choices=("features", "projector", "export", "all"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stop-after", type=int, default=None,
-                        help="stop after this many steps of the STEPS-step schedule (the shipped projector: 36)")
+                        help="stop after this many steps of the STEPS-step schedule (the shipped projector ran the whole schedule)")
     parser.add_argument("--checkpoint", default=None, help="export: this checkpoint file instead of the latest")
     args = parser.parse_args(argv)
     if args.stage in ("features", "all"):
