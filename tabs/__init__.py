@@ -22,6 +22,7 @@ TAB_MODULES: list[str] = [
     "tabs.kangaroo",
     "tabs.cloud_adapter",
     "tabs.codeberter",
+    "tabs.mma",
     "tabs.study",
 ]
 
