@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 import tabs
+from tests.browser.tabs import open_tab
 from tests.conftest import ARTIFACTS
 
 CHROMIUM = "/usr/bin/chromium"
@@ -53,7 +54,7 @@ def test_tab_runs_its_first_example(page, module):
     info = module.INFO
     if info.key == "study":
         pytest.skip("the reader study has a browser test of its own (tests/browser/test_study_browser.py)")
-    page.get_by_role("tab", name=info.title, exact=True).click()
+    open_tab(page, info.title)
     panel = page.locator(f"#tab-{info.key}")
     panel.wait_for(state="visible")
     if info.key == "about":

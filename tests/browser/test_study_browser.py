@@ -13,6 +13,7 @@ import shutil
 
 import pytest
 
+from tests.browser.tabs import open_tab
 from tests.browser.test_browser import CHROMIUM, CHROMIUM_ARGS, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -24,7 +25,7 @@ PREPARE_TIMEOUT_MS = 300_000
 
 def open_study_tab(page, url):
     page.goto(url, wait_until="load", timeout=120_000)
-    page.get_by_role("tab", name="Reader study", exact=True).click()
+    open_tab(page, "Reader study")
     page.locator("#tab-study").wait_for(state="visible")
 
 
@@ -102,7 +103,10 @@ def test_a_blinded_study_runs_is_interrupted_resumes_exports_and_summarises(stud
         iterations.fill("10")
         iterations.press("Enter")
         page.locator("#study-create").click()
-        page.wait_for_function("() => document.body.innerText.includes('Preparing case')", timeout=60_000)
+        # progress shows while cases are prepared; on an idle machine it can be over before a poll sees it
+        page.wait_for_function("() => document.body.innerText.includes('Preparing case')"
+                               " || (document.getElementById('study-create-status')?.innerText || '').includes('Done in')"
+                               " || document.querySelector('.toast-body.error') !== null", timeout=60_000)
         page.wait_for_function(
             "() => (document.getElementById('study-create-status')?.innerText || '').includes('Done in')"
             " || document.querySelector('.toast-body.error') !== null", timeout=PREPARE_TIMEOUT_MS)

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from tests.browser.tabs import open_tab
 from tests.browser.test_browser import page, screenshot  # noqa: F401  (the shared browser page fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -21,7 +22,7 @@ def test_a_20_slice_series_denoises_and_exports_in_the_browser(page, tmp_path): 
     noisy = [simulate_low_dose(c, 5e3, pixel_mm=ct.spacing_mm[1], seed=i)[0]
              for i, c in enumerate(neighbour_slices(ct.hu, 20))]
     paths = write_dicom_series(tmp_path / "series", noisy)
-    page.get_by_role("tab", name="CT denoising (Filter2Noise)", exact=True).click()
+    open_tab(page, "CT denoising (Filter2Noise)")
     page.get_by_text("Series: denoise every slice of a series").click()
     page.locator("#filter2noise-series-files input[type=file]").set_input_files([str(p) for p in paths])
     page.wait_for_timeout(1500)
