@@ -23,9 +23,13 @@ from studio.loader import bundled_dir
 from studio.registry import tab_info
 from studio.shell import Shell
 from studio.ui import call_device, done_markdown, download_path, friendly, get_model, stopwatch, upload_path
+from studio.uploads import ImageFile, pixel_limit_text
 
 INFO = tab_info(SPEC, api_names=("mma_answer",))
 KEY = INFO.key
+# the picture is shrunk to 224x224: nothing larger than a big photograph is worth decoding
+MAX_UPLOAD_SIDE = 8192
+MAX_UPLOAD_PIXELS = 24_000_000
 EXAMPLE_DIR = bundled_dir(SPEC) / "examples"
 ROUTE_LABELS = {"auto": "auto (by the modality token)", "text": "forced: text-only route",
                 "image": "forced: image route"}
@@ -78,7 +82,8 @@ def answers_markdown(out) -> str:
 def run(image_file, question, route="auto", temperature=DEFAULT_TEMPERATURE, max_new_tokens=DEFAULT_NEW_TOKENS,
         progress=gr.Progress()):
     """Returns (answers table, routing table, status, JSON file)."""
-    rgb = read_rgb_image(upload_path(image_file)) if image_file else None
+    rgb = (read_rgb_image(upload_path(image_file), max_side=MAX_UPLOAD_SIDE, max_pixels=MAX_UPLOAD_PIXELS)
+           if image_file else None)
     with stopwatch() as elapsed:
         request = make_request(question, rgb, temperature, _route(route), max_new_tokens)
         loaded = get_model(SPEC)
@@ -138,8 +143,9 @@ def build() -> None:
     params = shell.header("(adapters in all 30 language-model layers, two modality tokens and the projector trained with them)")
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            image = gr.Image(type="filepath", label="Picture (optional; resized to 224x224)",
-                             format=settings.IMAGE_FORMAT, height=240, elem_id=f"{KEY}-image")
+            image = ImageFile(type="filepath", image_mode=None,
+                              label=f"Picture (optional; resized to 224x224; {pixel_limit_text(MAX_UPLOAD_PIXELS, MAX_UPLOAD_SIDE)})",
+                              format=settings.IMAGE_FORMAT, height=240, elem_id=f"{KEY}-image")
             question = gr.Textbox(label="Question or instruction", lines=2, max_length=MAX_QUESTION_CHARS,
                                   elem_id=f"{KEY}-question")
             route = gr.Radio(list(ROUTES), value="auto", label="Route (auto: chosen by whether a picture is given)",
