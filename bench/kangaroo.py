@@ -239,22 +239,14 @@ def build_figures(measured: dict, log: dict, seconds: float, quick: bool) -> dic
 
 
 def write(quick: bool = False, threads: int = 1) -> dict:
-    from adapters.common import figures
+    from bench import write_measured
     from studio.loader import ASSETS
 
     directory = ASSETS / TAB
     log_path = directory / "training_log.json"
     log = json.loads(log_path.read_text()) if log_path.is_file() else {}
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)  # so the provenance records the thread count the figures were measured with
-    try:
-        start = time.perf_counter()
-        measured = measure_all(quick=quick, threads=threads)
-        figs = build_figures(measured, log, time.perf_counter() - start, quick)
-    finally:
-        torch.set_num_threads(previous)
-    figures.write(directory, figs)
-    return figs
+    return write_measured(directory, lambda: measure_all(quick=quick, threads=threads),
+                          lambda measured, seconds: build_figures(measured, log, seconds, quick), threads)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -254,7 +254,7 @@ def build_figures(m: dict, logs: dict, seconds: float, quick: bool) -> dict:
 
 
 def write(quick: bool = False, threads: int = 1) -> dict:
-    from adapters.common import figures
+    from bench import write_measured
     from studio.loader import ASSETS
 
     directory = ASSETS / TAB
@@ -262,11 +262,8 @@ def write(quick: bool = False, threads: int = 1) -> dict:
     for key, name in (("vlm", "vlm_training_log.json"), ("mma", "mma_training_log.json")):
         path = directory / name
         logs[key] = json.loads(path.read_text()) if path.is_file() else {}
-    start = time.perf_counter()
-    m = measure_all(quick=quick, threads=threads)
-    figs = build_figures(m, logs, time.perf_counter() - start, quick)
-    figures.write(directory, figs)
-    return figs
+    return write_measured(directory, lambda: measure_all(quick=quick, threads=threads),
+                          lambda measured, seconds: build_figures(measured, logs, seconds, quick), threads)
 
 
 def main(argv: list[str] | None = None) -> None:
