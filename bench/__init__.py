@@ -1,6 +1,7 @@
 """Benchmarks: each `bench/<key>.py` measures in one run and is the only writer of its figures."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -25,3 +26,8 @@ def write_measured(directory: Path, measure: Callable[[], Any], build: Callable[
         torch.set_num_threads(previous)
     figures.write(directory, figs)
     return figs
+
+
+def read_log(path: Path) -> dict:
+    """A training log the figures cite (written by the paper's training script), or {} when absent."""
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -19,7 +19,6 @@ which `training/kangaroo/train.py` writes, and cited as such.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -239,12 +238,11 @@ def build_figures(measured: dict, log: dict, seconds: float, quick: bool) -> dic
 
 
 def write(quick: bool = False, threads: int = 1) -> dict:
-    from bench import write_measured
+    from bench import read_log, write_measured
     from studio.loader import ASSETS
 
     directory = ASSETS / TAB
-    log_path = directory / "training_log.json"
-    log = json.loads(log_path.read_text()) if log_path.is_file() else {}
+    log = read_log(directory / "training_log.json")
     return write_measured(directory, lambda: measure_all(quick=quick, threads=threads),
                           lambda measured, seconds: build_figures(measured, log, seconds, quick), threads)
 

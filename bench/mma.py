@@ -254,14 +254,11 @@ def build_figures(m: dict, logs: dict, seconds: float, quick: bool) -> dict:
 
 
 def write(quick: bool = False, threads: int = 1) -> dict:
-    from bench import write_measured
+    from bench import read_log, write_measured
     from studio.loader import ASSETS
 
     directory = ASSETS / TAB
-    logs = {}
-    for key, name in (("vlm", "vlm_training_log.json"), ("mma", "mma_training_log.json")):
-        path = directory / name
-        logs[key] = json.loads(path.read_text()) if path.is_file() else {}
+    logs = {key: read_log(directory / f"{key}_training_log.json") for key in ("vlm", "mma")}
     return write_measured(directory, lambda: measure_all(quick=quick, threads=threads),
                           lambda measured, seconds: build_figures(measured, logs, seconds, quick), threads)
 
