@@ -116,7 +116,7 @@ def measure(quick: bool = False) -> dict:
     log = read_log(LOG)
     adapter, frozen = bundle.param_counts()
     head = sum(p.numel() for p in next(iter(bundle.heads.values())).parameters())
-    return {"log": summarise_log(log), "bundled": {} if quick else bundled_scores(bundle),
+    return {"log": summarise_log(log), "superseded": log.get("superseded", {}), "bundled": {} if quick else bundled_scores(bundle),
             "latency": latency(bundle, 1 if quick else 3),
             "params": {"adapter_and_head": adapter, "frozen": frozen, "adapter_only": adapter - head, "head": head}}
 
@@ -162,8 +162,9 @@ def build_figures(m: dict, seconds: float) -> dict:
         tables.append(F.table("curve", "Held-out mIoU vs labelled fraction, mean ± sd over seeds (training log)",
                               ["features + linear head", "seeds", *[FRACTION_NAMES[f] for f in FRACTION_KEYS]], rows,
                               note="From assets/glare/training_log.json (training/glare/train.py), not re-measured here. "
-                                   "Seed s draws the labelled pixels and the head initialisation for every variant, and "
-                                   "seeds the self-supervised run of each loss set."))
+                                   "A seed's score is the mean over five draws of labelled pixels (one at 100%), the same "
+                                   "draws and head initialisations for every variant; the seed also seeds the "
+                                   "self-supervised run of each loss set."))
         rows = [[ls, *[f"{100 * g[f]['mean']:+.1f} ± {100 * g[f]['sd']:.1f} ({g[f]['ahead']}/{g[f]['seeds']})"
                        for f in FRACTION_KEYS]] for ls, g in s["gains"].items()]
         tables.append(F.table("gains", "Adapted minus frozen, mIoU points, paired by seed (seeds ahead / seeds)",
@@ -173,6 +174,15 @@ def build_figures(m: dict, seconds: float) -> dict:
                               [["frozen-prefix cache (blocks 0-5 of every view)", round(setup.get("prefix_pool_cpu_seconds", 0) / 60, 2)],
                                *[[f"{ls}: self-supervised runs + head fits, all seeds", v] for ls, v in s["cpu"].items()],
                                ["total (with the frozen heads)", s["cpu_total_minutes"]]]))
+    old = m.get("superseded") or {}
+    if old.get("runs"):
+        frozen = old.get("frozen", {}).get("0", {})
+        rows = [["frozen DINOv2-S", 0, *[frozen.get(f, {}).get("miou") for f in FRACTION_KEYS]]] if frozen else []
+        rows += [[f"adapted: {r['loss_set']}", r["seed"], *[r["heads"][f]["miou"] for f in FRACTION_KEYS]]
+                 for r in old["runs"].values()]
+        tables.append(F.table("superseded", "A trial recipe that was not kept: strong colour jitter (held-out mIoU, one label draw)",
+                              ["features + linear head", "seed", *[FRACTION_NAMES[f] for f in FRACTION_KEYS]], rows,
+                              note=f"From the training log; {old['why']}."))
     b = m["bundled"]
     if b:
         tables.append(F.table("bundled", "Bundled seed-0 adapters and heads, re-measured: held-out mIoU",

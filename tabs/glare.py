@@ -124,7 +124,7 @@ EXAMPLES = [
 ]
 BAD_INPUTS = [
     ([UPLOAD, str(Path(__file__).resolve()), LOSS_SETS[2], FRACTION_LABELS[0]], "not an image we can read"),
-    ([UPLOAD, None, LOSS_SETS[2], FRACTION_LABELS[0]], "No image was given"),
+    ([UPLOAD, None, LOSS_SETS[2], FRACTION_LABELS[0]], "No file was given"),
     ([_NAMES[0], None, "global+colour", FRACTION_LABELS[0]], "Unknown loss set"),
     ([_NAMES[0], None, LOSS_SETS[2], "50%"], "labelled fraction must be one of"),
 ]

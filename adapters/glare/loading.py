@@ -44,7 +44,7 @@ def heads_from(tensors: dict, dim: int, n_classes: int) -> dict:
     for key in tensors:
         if not key.endswith(".linear.weight"):
             continue
-        variant, fraction = key[:-len(".linear.weight")].rsplit(".", 1)
+        variant, fraction = key[:-len(".linear.weight")].split(".", 1)  # "frozen.0.05": variants have no dots
         head = LinearHead(dim, n_classes)
         head.load_state_dict({"linear.weight": tensors[key], "linear.bias": tensors[key.replace("weight", "bias")]})
         heads[(variant, round(float(fraction), 4))] = head.eval()
@@ -66,17 +66,23 @@ def assemble(backbone: FrozenDino, adapter_files: dict, head_tensors: dict, sour
     return GlareBundle(encoder, adapters, heads_from(head_tensors, backbone.dim, config.n_classes), source, name)
 
 
-def load_bundled(directory: Path) -> GlareBundle:
+def _load(directory: Path, backbone: FrozenDino, source: str, name: str) -> GlareBundle:
     directory = Path(directory)
     files = {ls: read_bundled(directory, adapter_file(ls)) for ls in LOSS_SETS
              if (directory / f"{adapter_file(ls)}.safetensors").is_file()}
     heads, _ = read_bundled(directory, HEADS)
-    return assemble(load_dinov2_small(), files, heads, "bundled", DINO_NAME)
+    return assemble(backbone, files, heads, source, name)
+
+
+def load_bundled(directory: Path) -> GlareBundle:
+    return _load(Path(directory), load_dinov2_small(), "bundled", DINO_NAME)
 
 
 def load_hub(parts: dict[str, str]) -> GlareBundle:
-    """The adapter part is this repository's own files (bundled=True): the same as `load_bundled`."""
-    return load_bundled(Path(parts["adapter"]))
+    """``parts["frozen"]``: a hub id or directory of DINOv2-S; ``parts["adapter"]``: this repository's
+    UniAdapters and heads (assets/glare unless overridden)."""
+    return _load(Path(parts["adapter"]), load_dinov2_small(parts["frozen"]), "hub",
+                 f"DINOv2-S/14 from {parts['frozen']} (frozen)")
 
 
 def header_param_counts(directory: Path) -> tuple[int, int]:

@@ -13,8 +13,8 @@ backward affordable on a CPU. Batches and view pairs are drawn from (seed, step)
 Each run (loss set, seed) checkpoints every 25 steps (atomic replace) under
 $GLARE_CHECKPOINTS (default training/checkpoints/glare, git-ignored); a stopped run resumes there
 and a finished one is not repeated. A finished run fits a linear head on its teacher's features
-of the labelled training pixels at each labelled fraction (label draw = the run's seed) and
-scores it on the held-out region; the frozen backbone gets the same heads on the same draws.
+of the labelled training pixels at each labelled fraction (five label draws per seed and fraction,
+mean reported) and scores it on the held-out region; the frozen backbone gets the same heads on the same draws.
 Everything lands in assets/glare/training_log.json (CPU seconds: process time over resumes).
 
 `--card` writes adapter_global.safetensors, adapter_global_local.safetensors,
@@ -46,6 +46,8 @@ POOL_TILES, POOL_VIEWS, POOL_SEED = 192, 4, 0
 STEPS, BATCH, LR, MOMENTUM = 300, 8, 1e-3, 0.98
 SAVE_EVERY = 25
 SEEDS = (0, 1, 2)
+AUGMENT = "mild"  # names the view recipe in the prefix cache, so a changed recipe never reuses old views
+DRAWS = 5  # label draws per seed and fraction below 100%: a seed's score is their mean
 
 
 def file_stem(loss_set: str) -> str:
@@ -71,7 +73,7 @@ def write_log(log: dict) -> None:
 
 def prefix_pool(encoder) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Cached frozen-prefix tokens N x V x 1+hw x C (float16 on disk) and dihedral codes N x V."""
-    path = CKPT / f"prefix_pool_{POOL_TILES}x{POOL_VIEWS}_{POOL_SEED}_b{encoder.config.first_adapted}.pt"
+    path = CKPT / f"prefix_pool_{POOL_TILES}x{POOL_VIEWS}_{POOL_SEED}_b{encoder.config.first_adapted}_{AUGMENT}.pt"
     if path.is_file():
         z = torch.load(path)
         return z["tokens"], z["codes"], z["cpu_seconds"]
@@ -147,15 +149,21 @@ def labelled_features(encoder, adapter_on: bool) -> dict:
     return out
 
 
-def head_scores(feats: dict, seed: int, fractions=data.FRACTIONS) -> tuple[dict, dict]:
+def head_scores(feats: dict, seed: int, fractions=data.FRACTIONS, draws: int = DRAWS) -> tuple[dict, dict]:
+    """Per fraction: the held-out scores of heads fitted on `draws` label draws (seeds 100*seed + d;
+    one at 100%, where every draw is the same), their mean mIoU, and the first draw's head."""
     x_train, y_train = feats["train"]
     x_held, y_held = feats["heldout"]
     result, fitted = {}, {}
     for fraction in fractions:
-        keep = data.fraction_subset(y_train, fraction, seed)
-        head = heads.fit_head(x_train[keep], y_train[keep], seed, reference=x_train)
-        fitted[fraction] = head
-        result[f"{fraction:g}"] = heads.evaluate(head, x_held, y_held) | {"labelled_pixels": int(len(keep))}
+        per_draw = []
+        for d in range(draws if fraction < 1 else 1):
+            keep = data.fraction_subset(y_train, fraction, 100 * seed + d)
+            head = heads.fit_head(x_train[keep], y_train[keep], 100 * seed + d, reference=x_train)
+            fitted.setdefault(fraction, head)
+            per_draw.append(heads.evaluate(head, x_held, y_held) | {"labelled_pixels": int(len(keep))})
+        result[f"{fraction:g}"] = {"miou": float(np.mean([r["miou"] for r in per_draw])),
+                                   "accuracy": float(np.mean([r["accuracy"] for r in per_draw])), "draws": per_draw}
     return result, fitted
 
 

@@ -10,8 +10,7 @@ import torch
 
 from adapters.common.errors import BadInput
 from adapters.glare import config, data, heads
-from adapters.glare.modeling import (GlareConfig, Student, Teacher, UniAdapter, build, info_nce, ssl_losses,
-                                     undo_dihedral)
+from adapters.glare.modeling import GlareConfig, Student, Teacher, UniAdapter, build, info_nce, ssl_losses, undo_dihedral
 from adapters.glare.testing import SIZE, TINY, views
 
 
