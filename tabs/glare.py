@@ -65,11 +65,11 @@ def _scores_markdown(rows, loss: str, frac: float) -> str:
     if not rows:
         return ("No labels for this image: the maps show what each head predicts, with nothing to score them "
                 "against. The held-out windows carry the scene's real labelled pixels.")
-    lines = ["| features (+ their own linear head) | mIoU | accuracy | labelled pixels |", "|---|---|---|---|"]
-    names = {"adapted": f"adapted ({loss})", "frozen": "frozen DINOv2-S"}
+    lines = ["| features + own head | mIoU | accuracy | pixels |", "|---|---|---|---|"]
+    names = {"adapted": f"adapted ({loss})", "frozen": "frozen"}
     for name, miou, acc, n in rows:
         lines.append(f"| {names[name]} | {miou:.3f} | {acc:.3f} | {n} |")
-    return ("\n".join(lines) + f"\n\nBoth heads were fitted on the same {frac * 100:g}% of the training region's labelled "
+    return ("\n".join(lines) + f"\n\nScored on the window's labelled pixels. Both heads were fitted on the same {frac * 100:g}% of the training region's labelled "
             "pixels; a window holds only a few hundred labelled pixels, so one window's score is noisy: the curve "
             "below is the measured comparison.")
 
@@ -87,7 +87,8 @@ def run(choice, upload, loss_name, fraction_name, progress=gr.Progress()):
         request = SegmentRequest(image=image, labels=labels, loss_set=chosen_loss, fraction=chosen_fraction).check()
         out = call_device(KEY, "run", request, progress)
         r = out.result
-        panels = (viz.with_labels(image, labels), viz.class_map(r.adapted), viz.class_map(r.frozen),
+        empty = viz.no_data(image)
+        panels = (viz.with_labels(image, labels), viz.class_map(r.adapted, empty), viz.class_map(r.frozen, empty),
                   viz.enlarge(viz.to_uint8(r.pca_frozen)), viz.enlarge(viz.to_uint8(r.pca_adapted)))
         change = (f"**Feature change:** mean cosine distance between adapted and frozen patch features "
                   f"{r.feature_change:.3f} (0 = unchanged).")
@@ -149,13 +150,13 @@ def build() -> None:
         with gr.Column(scale=2, min_width=300):
             status = shell.status()
             with gr.Row():
-                shown = gr.Image(label="Input (labelled pixels painted in)", format=settings.IMAGE_FORMAT, interactive=False, min_width=150)
-                on = gr.Image(label="Adapted features + head", format=settings.IMAGE_FORMAT, interactive=False, min_width=150)
-                off = gr.Image(label="Frozen features + head", format=settings.IMAGE_FORMAT, interactive=False, min_width=150)
+                shown = gr.Image(label="Input (labelled pixels painted in)", format=settings.IMAGE_FORMAT, interactive=False, min_width=280)
+                on = gr.Image(label="Adapted features + head", format=settings.IMAGE_FORMAT, interactive=False, min_width=280)
+                off = gr.Image(label="Frozen features + head", format=settings.IMAGE_FORMAT, interactive=False, min_width=280)
             gr.Markdown(legend_markdown())
             with gr.Row():
-                pca_off = gr.Image(label="PCA of patch features: frozen", format=settings.IMAGE_FORMAT, interactive=False, min_width=150)
-                pca_on = gr.Image(label="PCA of patch features: adapted", format=settings.IMAGE_FORMAT, interactive=False, min_width=150)
+                pca_off = gr.Image(label="PCA of patch features: frozen", format=settings.IMAGE_FORMAT, interactive=False, min_width=280)
+                pca_on = gr.Image(label="PCA of patch features: adapted", format=settings.IMAGE_FORMAT, interactive=False, min_width=280)
             metrics = gr.Markdown()
             mask_file = gr.File(label="Adapted land-cover map (PNG, pixel value = class code 1..7)")
     gr.Image(value=curve_image(), label="Held-out mIoU vs labelled fraction (measured, three seeds)",

@@ -22,9 +22,20 @@ def enlarge(img: np.ndarray, minimum: int = DISPLAY) -> np.ndarray:
     return np.repeat(np.repeat(img, factor, 0), factor, 1) if factor > 1 else img
 
 
-def class_map(classes: np.ndarray) -> np.ndarray:
-    """Classes 0..6 -> their palette colours, enlarged."""
-    return enlarge(PALETTE[classes])
+NODATA = (0, 0, 0)
+
+
+def class_map(classes: np.ndarray, nodata: np.ndarray | None = None) -> np.ndarray:
+    """Classes 0..6 -> their palette colours (black where `nodata` is set), enlarged."""
+    out = PALETTE[classes]
+    if nodata is not None:
+        out[nodata] = NODATA
+    return enlarge(out)
+
+
+def no_data(rgb: np.ndarray) -> np.ndarray:
+    """Pixels that are exactly black in every band: the scene's no-data edge (nothing to classify)."""
+    return (np.asarray(rgb) == 0).all(-1)
 
 
 def with_labels(rgb: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
@@ -39,7 +50,7 @@ def with_labels(rgb: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
 def legend_markdown() -> str:
     swatches = " ".join(f"<span style='display:inline-block;width:0.9em;height:0.9em;background:rgb{tuple(int(c) for c in col)};"
                         f"border:1px solid #888;vertical-align:middle'></span> {name}" for name, col in zip(CLASSES, PALETTE))
-    return f"**Legend:** {swatches}"
+    return f"**Legend:** {swatches} (black: no data at the scene edge)"
 
 
 def save_classes_png(classes: np.ndarray, path: Path) -> Path:
@@ -62,7 +73,7 @@ def curve_png(curve: dict, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.2, 3.4), dpi=110)
+    fig, ax = plt.subplots(figsize=(5.2, 4.0), dpi=110)
     styles = {"frozen": dict(color="#444444", linestyle="--", marker="s")}
     for i, (name, c) in enumerate(curve.items()):
         x = [100 * f for f in c["fractions"]]
@@ -74,7 +85,7 @@ def curve_png(curve: dict, path: Path) -> Path | None:
     ax.set_xlabel("labelled training pixels")
     ax.set_ylabel("held-out mIoU")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     ax.set_title(f"mean ± sd over {max(c['seeds'] for c in curve.values())} seeds", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
