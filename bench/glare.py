@@ -41,7 +41,8 @@ def _mean_sd(values) -> tuple[float, float]:
 def summarise_log(log: dict) -> dict:
     """variant -> fraction -> {per_seed, mean, sd}; plus paired gains over frozen (same seed = same
     labelled pixels and head initialisation)."""
-    runs = list(log.get("runs", {}).values())
+    main_lr = log.get("setup", {}).get("lr")
+    runs = [r for r in log.get("runs", {}).values() if r.get("lr", main_lr) == main_lr]  # other rates: `other_rates`
     if not runs:
         return {}
     steps = statistics.mode(r["steps"] for r in runs)
@@ -72,6 +73,28 @@ def summarise_log(log: dict) -> dict:
                                       + log.get("frozen_cpu_seconds", 0)) / 60, 1)
     out["setup"] = setup
     return out
+
+
+def other_rates(log: dict) -> dict:
+    """Runs at another adapter learning rate than the main recipe's: lr -> loss set -> the paired
+    gains over frozen per fraction (mean, sd, seeds ahead), as in `summarise_log`."""
+    main_lr = log.get("setup", {}).get("lr")
+    frozen = log.get("frozen", {})
+    out: dict = {}
+    for r in log.get("runs", {}).values():
+        if r.get("lr", main_lr) != main_lr and str(r["seed"]) in frozen:
+            out.setdefault(r["lr"], {}).setdefault(r["loss_set"], []).append(r)
+    table = {}
+    for lr, by_set in out.items():
+        for ls, rs in by_set.items():
+            gains = {}
+            for f in FRACTION_KEYS:
+                diffs = [r["heads"][f]["miou"] - frozen[str(r["seed"])][f]["miou"] for r in rs]
+                mean, sd = _mean_sd(diffs)
+                gains[f] = {"mean": mean, "sd": sd, "ahead": int(sum(d > 0 for d in diffs)), "seeds": len(diffs)}
+            table[f"{ls} at lr {lr:g}"] = {"gains": gains, "miou": {f: _mean_sd([r["heads"][f]["miou"] for r in rs]) for f in FRACTION_KEYS},
+                                           "cpu_minutes": round(sum(r["cpu_seconds"] + r.get("eval_cpu_seconds", 0) for r in rs) / 60, 2)}
+    return table
 
 
 def bundled_scores(bundle) -> dict:
@@ -116,7 +139,7 @@ def measure(quick: bool = False) -> dict:
     log = read_log(LOG)
     adapter, frozen = bundle.param_counts()
     head = sum(p.numel() for p in next(iter(bundle.heads.values())).parameters())
-    return {"log": summarise_log(log), "superseded": log.get("superseded", {}), "bundled": {} if quick else bundled_scores(bundle),
+    return {"log": summarise_log(log), "other_rates": other_rates(log), "superseded": log.get("superseded", {}), "bundled": {} if quick else bundled_scores(bundle),
             "latency": latency(bundle, 1 if quick else 3),
             "params": {"adapter_and_head": adapter, "frozen": frozen, "adapter_only": adapter - head, "head": head}}
 
@@ -174,6 +197,15 @@ def build_figures(m: dict, seconds: float) -> dict:
                               [["frozen-prefix cache (blocks 0-5 of every view)", round(setup.get("prefix_pool_cpu_seconds", 0) / 60, 2)],
                                *[[f"{ls}: self-supervised runs + head fits, all seeds", v] for ls, v in s["cpu"].items()],
                                ["total (with the frozen heads)", s["cpu_total_minutes"]]]))
+    explored = m.get("other_rates") or {}
+    # written even with no rows: the card names this table
+    rows = [[name, *[f"{_pm(r['miou'][f])} ({100 * r['gains'][f]['mean']:+.1f}; {r['gains'][f]['ahead']}/{r['gains'][f]['seeds']})"
+                     for f in FRACTION_KEYS], r["cpu_minutes"]] for name, r in explored.items()]
+    tables.append(F.table("other_rates", "Another adapter learning rate, tried after the main curve (held-out mIoU; "
+                          "gain over frozen in points; seeds ahead)",
+                          ["recipe", *[FRACTION_NAMES[f] for f in FRACTION_KEYS], "CPU min"], rows,
+                          note="From the training log. Tried after seeing the main curve on the held-out pixels, so it "
+                               "is an exploration, not a held-out result; nothing from it is bundled."))
     old = m.get("superseded") or {}
     if old.get("runs"):
         frozen = old.get("frozen", {}).get("0", {})

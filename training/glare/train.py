@@ -89,10 +89,10 @@ def prefix_pool(encoder) -> tuple[torch.Tensor, torch.Tensor, float]:
     return tokens, torch.from_numpy(codes), cpu
 
 
-def run_ssl(encoder, pool, loss_set: str, seed: int, steps: int) -> dict:
+def run_ssl(encoder, pool, loss_set: str, seed: int, steps: int, lr: float = LR) -> dict:
     """Train (or resume) one run; returns the teacher's adapter state and the run's record."""
     tokens, codes = pool
-    run_dir = CKPT / "runs" / f"{loss_set.replace('+', '_')}_s{seed}_{steps}"
+    run_dir = CKPT / "runs" / (f"{loss_set.replace('+', '_')}_s{seed}_{steps}" + ("" if lr == LR else f"_lr{lr:g}"))
     run_dir.mkdir(parents=True, exist_ok=True)
     final = run_dir / "final.pt"
     if final.is_file():
@@ -101,7 +101,7 @@ def run_ssl(encoder, pool, loss_set: str, seed: int, steps: int) -> dict:
     encoder.adapter = build(encoder.backbone, loss_set=loss_set).adapter  # fresh: identity at start
     student = Student(encoder)
     teacher = Teacher(student)
-    optimiser = torch.optim.AdamW(student.parameters(), lr=LR, weight_decay=0.01)
+    optimiser = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.01)
     state_path = run_dir / "state.pt"
     step, cpu, history = 0, 0.0, []
     if state_path.is_file():
@@ -130,7 +130,7 @@ def run_ssl(encoder, pool, loss_set: str, seed: int, steps: int) -> dict:
                           "optimiser": optimiser.state_dict(), "step": step, "cpu_seconds": cpu, "history": history}, state_path)
             print(f"{loss_set} seed {seed} step {step}/{steps} {history[-1]} cpu {cpu:.0f}s", flush=True)
     adapter = {f"adapter.{k}": v.clone() for k, v in teacher.adapter.state_dict().items()}
-    record = {"loss_set": loss_set, "seed": seed, "steps": steps, "batch": BATCH, "cpu_seconds": round(cpu, 1),
+    record = {"loss_set": loss_set, "seed": seed, "steps": steps, "batch": BATCH, "lr": lr, "cpu_seconds": round(cpu, 1),
               "loss_first": history[0], "loss_last": history[-1],
               "loss_last25_mean": round(float(np.mean([h["total"] for h in history[-25:]])), 4)}
     out = {"adapter": adapter, "record": record}
@@ -172,6 +172,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--loss-sets", nargs="+", default=list(LOSS_SETS))
     parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--lr", type=float, default=LR, help="another rate is logged apart (never bundled)")
     parser.add_argument("--card", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -197,10 +198,10 @@ def main() -> None:
     runs = log.setdefault("runs", {})
     for seed in args.seeds:
         for loss_set in args.loss_sets:
-            name = f"{loss_set}|{seed}|{args.steps}"
+            name = f"{loss_set}|{seed}|{args.steps}" + ("" if args.lr == LR else f"|lr{args.lr:g}")
             if name in runs:
                 continue
-            out = run_ssl(encoder, (tokens, codes), loss_set, seed, args.steps)
+            out = run_ssl(encoder, (tokens, codes), loss_set, seed, args.steps, args.lr)
             encoder.adapter.load_state_dict({k[len("adapter."):]: v for k, v in out["adapter"].items()})
             start = time.process_time()
             scores, _ = head_scores(labelled_features(encoder, adapter_on=True), seed)
