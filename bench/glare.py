@@ -196,7 +196,11 @@ def build_figures(m: dict, seconds: float) -> dict:
         tables.append(F.table("budget", "Training cost (CPU minutes, one thread)", ["part", "CPU min"],
                               [["frozen-prefix cache (blocks 0-5 of every view)", round(setup.get("prefix_pool_cpu_seconds", 0) / 60, 2)],
                                *[[f"{ls}: self-supervised runs + head fits, all seeds", v] for ls, v in s["cpu"].items()],
-                               ["total (with the frozen heads)", s["cpu_total_minutes"]]]))
+                               ["total (with the frozen heads)", s["cpu_total_minutes"]],
+                               ["not counted above: runs at another learning rate",
+                                round(sum(r["cpu_minutes"] for r in (m.get("other_rates") or {}).values()), 2)],
+                               ["not counted above: the superseded trial's self-supervised runs",
+                                round(sum(r["cpu_seconds"] for r in (m.get("superseded") or {}).get("runs", {}).values()) / 60, 2)]]))
     explored = m.get("other_rates") or {}
     # written even with no rows: the card names this table
     rows = [[name, *[f"{_pm(r['miou'][f])} ({100 * r['gains'][f]['mean']:+.1f}; {r['gains'][f]['ahead']}/{r['gains'][f]['seeds']})"
