@@ -41,8 +41,7 @@ def _mean_sd(values) -> tuple[float, float]:
 def summarise_log(log: dict) -> dict:
     """variant -> fraction -> {per_seed, mean, sd}; plus paired gains over frozen (same seed = same
     labelled pixels and head initialisation)."""
-    main_lr = log.get("setup", {}).get("lr")
-    runs = [r for r in log.get("runs", {}).values() if r.get("lr", main_lr) == main_lr]  # other rates: `other_rates`
+    runs = [r for r in log.get("runs", {}).values() if _is_main(r, log)]  # the others: `explorations`
     if not runs:
         return {}
     steps = statistics.mode(r["steps"] for r in runs)
@@ -75,25 +74,38 @@ def summarise_log(log: dict) -> dict:
     return out
 
 
-def other_rates(log: dict) -> dict:
-    """Runs at another adapter learning rate than the main recipe's: lr -> loss set -> the paired
-    gains over frozen per fraction (mean, sd, seeds ahead), as in `summarise_log`."""
-    main_lr = log.get("setup", {}).get("lr")
+def _is_main(run: dict, log: dict) -> bool:
+    return (run.get("lr", log.get("setup", {}).get("lr")) == log.get("setup", {}).get("lr")
+            and run.get("ssl_regions", ["train"]) == ["train"])
+
+
+def _recipe(run: dict, log: dict) -> str:
+    parts = [run["loss_set"]]
+    if run.get("lr", log["setup"]["lr"]) != log["setup"]["lr"]:
+        parts.append(f"adapter lr {run['lr']:g} (main {log['setup']['lr']:g})")
+    if run.get("ssl_regions", ["train"]) != ["train"]:
+        parts.append("unlabelled tiles from the training and held-out regions (held-out labels unread)")
+    return ", ".join(parts)
+
+
+def explorations(log: dict) -> dict:
+    """Runs outside the main recipe (another adapter learning rate, or self-supervision that also sees
+    the held-out region's unlabelled tiles): recipe -> mean ± sd mIoU and paired gains over frozen per
+    fraction, as in `summarise_log`."""
     frozen = log.get("frozen", {})
-    out: dict = {}
+    grouped: dict = {}
     for r in log.get("runs", {}).values():
-        if r.get("lr", main_lr) != main_lr and str(r["seed"]) in frozen:
-            out.setdefault(r["lr"], {}).setdefault(r["loss_set"], []).append(r)
+        if not _is_main(r, log) and str(r["seed"]) in frozen:
+            grouped.setdefault(_recipe(r, log), []).append(r)
     table = {}
-    for lr, by_set in out.items():
-        for ls, rs in by_set.items():
-            gains = {}
-            for f in FRACTION_KEYS:
-                diffs = [r["heads"][f]["miou"] - frozen[str(r["seed"])][f]["miou"] for r in rs]
-                mean, sd = _mean_sd(diffs)
-                gains[f] = {"mean": mean, "sd": sd, "ahead": int(sum(d > 0 for d in diffs)), "seeds": len(diffs)}
-            table[f"{ls} at lr {lr:g}"] = {"gains": gains, "miou": {f: _mean_sd([r["heads"][f]["miou"] for r in rs]) for f in FRACTION_KEYS},
-                                           "cpu_minutes": round(sum(r["cpu_seconds"] + r.get("eval_cpu_seconds", 0) for r in rs) / 60, 2)}
+    for name, rs in grouped.items():
+        gains = {}
+        for f in FRACTION_KEYS:
+            diffs = [r["heads"][f]["miou"] - frozen[str(r["seed"])][f]["miou"] for r in rs]
+            mean, sd = _mean_sd(diffs)
+            gains[f] = {"mean": mean, "sd": sd, "ahead": int(sum(d > 0 for d in diffs)), "seeds": len(diffs)}
+        table[name] = {"gains": gains, "miou": {f: _mean_sd([r["heads"][f]["miou"] for r in rs]) for f in FRACTION_KEYS},
+                       "cpu_minutes": round(sum(r["cpu_seconds"] + r.get("eval_cpu_seconds", 0) for r in rs) / 60, 2)}
     return table
 
 
@@ -139,7 +151,8 @@ def measure(quick: bool = False) -> dict:
     log = read_log(LOG)
     adapter, frozen = bundle.param_counts()
     head = sum(p.numel() for p in next(iter(bundle.heads.values())).parameters())
-    return {"log": summarise_log(log), "other_rates": other_rates(log), "superseded": log.get("superseded", {}), "bundled": {} if quick else bundled_scores(bundle),
+    return {"log": summarise_log(log), "explorations": explorations(log),
+            "explore_pool_minutes": round(sum(log.get("explore_pool_cpu_seconds", {}).values()) / 60, 2), "superseded": log.get("superseded", {}), "bundled": {} if quick else bundled_scores(bundle),
             "latency": latency(bundle, 1 if quick else 3),
             "params": {"adapter_and_head": adapter, "frozen": frozen, "adapter_only": adapter - head, "head": head}}
 
@@ -197,19 +210,20 @@ def build_figures(m: dict, seconds: float) -> dict:
                               [["frozen-prefix cache (blocks 0-5 of every view)", round(setup.get("prefix_pool_cpu_seconds", 0) / 60, 2)],
                                *[[f"{ls}: self-supervised runs + head fits, all seeds", v] for ls, v in s["cpu"].items()],
                                ["total (with the frozen heads)", s["cpu_total_minutes"]],
-                               ["not counted above: runs at another learning rate",
-                                round(sum(r["cpu_minutes"] for r in (m.get("other_rates") or {}).values()), 2)],
+                               ["not counted above: the other recipes' views, runs and head fits",
+                                round(sum(r["cpu_minutes"] for r in (m.get("explorations") or {}).values())
+                                      + m.get("explore_pool_minutes", 0), 2)],
                                ["not counted above: the superseded trial's self-supervised runs",
                                 round(sum(r["cpu_seconds"] for r in (m.get("superseded") or {}).get("runs", {}).values()) / 60, 2)]]))
-    explored = m.get("other_rates") or {}
+    explored = m.get("explorations") or {}
     # written even with no rows: the card names this table
     rows = [[name, *[f"{_pm(r['miou'][f])} ({100 * r['gains'][f]['mean']:+.1f}; {r['gains'][f]['ahead']}/{r['gains'][f]['seeds']})"
                      for f in FRACTION_KEYS], r["cpu_minutes"]] for name, r in explored.items()]
-    tables.append(F.table("other_rates", "Another adapter learning rate, tried after the main curve (held-out mIoU; "
-                          "gain over frozen in points; seeds ahead)",
+    tables.append(F.table("explorations", "Other recipes, tried after the main curve (held-out mIoU; gain over frozen in "
+                          "points; seeds ahead)",
                           ["recipe", *[FRACTION_NAMES[f] for f in FRACTION_KEYS], "CPU min"], rows,
-                          note="From the training log. Tried after seeing the main curve on the held-out pixels, so it "
-                               "is an exploration, not a held-out result; nothing from it is bundled."))
+                          note="From the training log. Tried after seeing the main curve on the held-out pixels, so these "
+                               "are explorations, not held-out results; nothing from them is bundled."))
     old = m.get("superseded") or {}
     if old.get("runs"):
         frozen = old.get("frozen", {}).get("0", {})

@@ -44,11 +44,12 @@ def augment(tile: np.ndarray, rng: np.random.Generator, patch: int = PATCH) -> t
     return dihedral(np.clip(x, 0, 1).astype(np.float32), code), code
 
 
-def unlabelled_views(n_tiles: int, views: int, seed: int = 0, size: int = TILE):
-    """N x V x 3 x S x S views and N x V dihedral codes of `n_tiles` random training-region crops."""
+def unlabelled_views(n_tiles: int, views: int, seed: int = 0, size: int = TILE, regions=("train",)):
+    """N x V x 3 x S x S views and N x V dihedral codes of `n_tiles` random crops of `regions`
+    (labels are never read)."""
     rng = np.random.default_rng(seed)
     sc = landsat.scene()
-    corners = landsat.tile_origins("train", size, 4, sc.valid)
+    corners = [c for r in regions for c in landsat.tile_origins(r, size, 4, sc.valid)]
     picks = [corners[i] for i in rng.integers(0, len(corners), n_tiles)]
     images = np.zeros((n_tiles, views, 3, size, size), np.float32)
     codes = np.zeros((n_tiles, views), np.int64)

@@ -71,14 +71,15 @@ def write_log(log: dict) -> None:
     os.replace(tmp, LOG)
 
 
-def prefix_pool(encoder) -> tuple[torch.Tensor, torch.Tensor, float]:
+def prefix_pool(encoder, regions=("train",)) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Cached frozen-prefix tokens N x V x 1+hw x C (float16 on disk) and dihedral codes N x V."""
-    path = CKPT / f"prefix_pool_{POOL_TILES}x{POOL_VIEWS}_{POOL_SEED}_b{encoder.config.first_adapted}_{AUGMENT}.pt"
+    tag = "" if tuple(regions) == ("train",) else "_" + "+".join(regions)
+    path = CKPT / f"prefix_pool_{POOL_TILES}x{POOL_VIEWS}_{POOL_SEED}_b{encoder.config.first_adapted}_{AUGMENT}{tag}.pt"
     if path.is_file():
         z = torch.load(path)
         return z["tokens"], z["codes"], z["cpu_seconds"]
     start = time.process_time()
-    images, codes = data.unlabelled_views(POOL_TILES, POOL_VIEWS, POOL_SEED)
+    images, codes = data.unlabelled_views(POOL_TILES, POOL_VIEWS, POOL_SEED, regions=regions)
     flat = torch.from_numpy(images.reshape(-1, *images.shape[2:]))
     with torch.no_grad():
         tokens = torch.cat([encoder.prefix(flat[i:i + 16]) for i in range(0, len(flat), 16)])
@@ -89,10 +90,15 @@ def prefix_pool(encoder) -> tuple[torch.Tensor, torch.Tensor, float]:
     return tokens, torch.from_numpy(codes), cpu
 
 
-def run_ssl(encoder, pool, loss_set: str, seed: int, steps: int, lr: float = LR) -> dict:
+def variant_suffix(lr: float, regions) -> str:
+    """'' for the main recipe; otherwise what differs, for run directories and log names."""
+    return ("" if lr == LR else f"_lr{lr:g}") + ("" if tuple(regions) == ("train",) else "_ssl-" + "-".join(regions))
+
+
+def run_ssl(encoder, pool, loss_set: str, seed: int, steps: int, lr: float = LR, regions=("train",)) -> dict:
     """Train (or resume) one run; returns the teacher's adapter state and the run's record."""
     tokens, codes = pool
-    run_dir = CKPT / "runs" / (f"{loss_set.replace('+', '_')}_s{seed}_{steps}" + ("" if lr == LR else f"_lr{lr:g}"))
+    run_dir = CKPT / "runs" / (f"{loss_set.replace('+', '_')}_s{seed}_{steps}" + variant_suffix(lr, regions))
     run_dir.mkdir(parents=True, exist_ok=True)
     final = run_dir / "final.pt"
     if final.is_file():
@@ -130,7 +136,7 @@ def run_ssl(encoder, pool, loss_set: str, seed: int, steps: int, lr: float = LR)
                           "optimiser": optimiser.state_dict(), "step": step, "cpu_seconds": cpu, "history": history}, state_path)
             print(f"{loss_set} seed {seed} step {step}/{steps} {history[-1]} cpu {cpu:.0f}s", flush=True)
     adapter = {f"adapter.{k}": v.clone() for k, v in teacher.adapter.state_dict().items()}
-    record = {"loss_set": loss_set, "seed": seed, "steps": steps, "batch": BATCH, "lr": lr, "cpu_seconds": round(cpu, 1),
+    record = {"loss_set": loss_set, "seed": seed, "steps": steps, "batch": BATCH, "lr": lr, "ssl_regions": list(regions), "cpu_seconds": round(cpu, 1),
               "loss_first": history[0], "loss_last": history[-1],
               "loss_last25_mean": round(float(np.mean([h["total"] for h in history[-25:]])), 4)}
     out = {"adapter": adapter, "record": record}
@@ -173,6 +179,9 @@ def main() -> None:
     parser.add_argument("--loss-sets", nargs="+", default=list(LOSS_SETS))
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--lr", type=float, default=LR, help="another rate is logged apart (never bundled)")
+    parser.add_argument("--ssl-regions", nargs="+", default=["train"], choices=["train", "heldout"],
+                        help="where the unlabelled tiles come from; adding the held-out region (its labels unread) "
+                             "is logged apart and never bundled")
     parser.add_argument("--card", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -180,12 +189,16 @@ def main() -> None:
     if args.card:
         write_card(encoder, args.steps)
         return
-    tokens, codes, pool_cpu = prefix_pool(encoder)
+    tokens, codes, pool_cpu = prefix_pool(encoder, tuple(args.ssl_regions))
     log = read_log()
-    log["setup"] = {"pool_tiles": POOL_TILES, "pool_views": POOL_VIEWS, "pool_seed": POOL_SEED,
-                    "adapted_blocks": list(encoder.config.adapted), "rank": encoder.config.rank,
-                    "prefix_pool_cpu_seconds": round(pool_cpu, 1), "steps": args.steps, "batch": BATCH, "lr": LR,
-                    "ema_momentum": MOMENTUM, "threads": 1}
+    suffix = variant_suffix(args.lr, args.ssl_regions)
+    if suffix:  # an exploration's own pool is accounted apart from the main recipe's
+        log.setdefault("explore_pool_cpu_seconds", {})[suffix] = round(pool_cpu, 1)
+    else:
+        log["setup"] = {"pool_tiles": POOL_TILES, "pool_views": POOL_VIEWS, "pool_seed": POOL_SEED,
+                        "adapted_blocks": list(encoder.config.adapted), "rank": encoder.config.rank,
+                        "prefix_pool_cpu_seconds": round(pool_cpu, 1), "steps": args.steps, "batch": BATCH, "lr": LR,
+                        "ema_momentum": MOMENTUM, "threads": 1}
     frozen = log.setdefault("frozen", {})
     start = time.process_time()
     frozen_feats = None
@@ -198,15 +211,15 @@ def main() -> None:
     runs = log.setdefault("runs", {})
     for seed in args.seeds:
         for loss_set in args.loss_sets:
-            name = f"{loss_set}|{seed}|{args.steps}" + ("" if args.lr == LR else f"|lr{args.lr:g}")
+            name = f"{loss_set}|{seed}|{args.steps}" + variant_suffix(args.lr, args.ssl_regions).replace("_", "|")
             if name in runs:
                 continue
-            out = run_ssl(encoder, (tokens, codes), loss_set, seed, args.steps, args.lr)
+            out = run_ssl(encoder, (tokens, codes), loss_set, seed, args.steps, args.lr, tuple(args.ssl_regions))
             encoder.adapter.load_state_dict({k[len("adapter."):]: v for k, v in out["adapter"].items()})
             start = time.process_time()
             scores, _ = head_scores(labelled_features(encoder, adapter_on=True), seed)
             runs[name] = out["record"] | {"heads": scores, "eval_cpu_seconds": round(time.process_time() - start, 1)}
-            log = read_log() | {"runs": runs, "frozen": frozen, "setup": log["setup"], "frozen_cpu_seconds": log["frozen_cpu_seconds"]}
+            log = read_log() | {k: log[k] for k in ("runs", "frozen", "setup", "frozen_cpu_seconds", "explore_pool_cpu_seconds") if k in log}
             write_log(log)
             print(name, {f: round(v["miou"], 3) for f, v in scores.items()},
                   "frozen", {f: round(v["miou"], 3) for f, v in frozen[str(seed)].items()}, flush=True)
