@@ -76,7 +76,8 @@ def summarise_log(log: dict) -> dict:
 
 def _is_main(run: dict, log: dict) -> bool:
     return (run.get("lr", log.get("setup", {}).get("lr")) == log.get("setup", {}).get("lr")
-            and run.get("ssl_regions", ["train"]) == ["train"])
+            and run.get("ssl_regions", ["train"]) == ["train"]
+            and run.get("local_negatives", "tile") == "tile")
 
 
 def _recipe(run: dict, log: dict) -> str:
@@ -85,12 +86,14 @@ def _recipe(run: dict, log: dict) -> str:
         parts.append(f"adapter lr {run['lr']:g} (main {log['setup']['lr']:g})")
     if run.get("ssl_regions", ["train"]) != ["train"]:
         parts.append("unlabelled tiles from the training and held-out regions (held-out labels unread)")
+    if run.get("local_negatives", "tile") != "tile":
+        parts.append("local loss with other tiles' patches as negatives (main: the tile's own)")
     return ", ".join(parts)
 
 
 def explorations(log: dict) -> dict:
-    """Runs outside the main recipe (another adapter learning rate, or self-supervision that also sees
-    the held-out region's unlabelled tiles): recipe -> mean ± sd mIoU and paired gains over frozen per
+    """Runs outside the main recipe (another adapter learning rate, self-supervision that also sees
+    the held-out region's unlabelled tiles, or the local loss's negatives from other tiles): recipe -> mean ± sd mIoU and paired gains over frozen per
     fraction, as in `summarise_log`."""
     frozen = log.get("frozen", {})
     grouped: dict = {}

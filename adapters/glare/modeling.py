@@ -224,11 +224,29 @@ def info_nce(query: torch.Tensor, keys: torch.Tensor, temperature: float) -> tor
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
 
 
+def info_nce_other_tiles(query: torch.Tensor, keys: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Patch (b, i) of `query` should pick patch (b, i) of `keys` (both B x N x D unit vectors) among
+    the patches of the OTHER tiles: neighbours in its own tile, often the same land cover, are never
+    pushed away."""
+    b, n, _ = query.shape
+    logits = query.reshape(b * n, -1) @ keys.reshape(b * n, -1).T / temperature
+    tile = torch.arange(b).repeat_interleave(n)
+    same_tile = (tile[:, None] == tile[None, :]) & ~torch.eye(b * n, dtype=torch.bool)
+    return F.cross_entropy(logits.masked_fill(same_tile, float("-inf")), torch.arange(b * n))
+
+
+LOCAL_NEGATIVES = ("tile", "other-tiles")
+
+
 def ssl_losses(encoder: GlareEncoder, student: Student, teacher: Teacher, prefix_a: torch.Tensor,
                prefix_b: torch.Tensor, codes_a: torch.Tensor, codes_b: torch.Tensor, loss_set: str,
-               temperature: float = 0.1) -> dict:
+               temperature: float = 0.1, local_negatives: str = "tile") -> dict:
     """The losses of `loss_set` for a batch of two views (cached prefix tokens B x 1+hw x C and
-    their dihedral codes) of the same tiles: the student sees view a, the teacher view b."""
+    their dihedral codes) of the same tiles: the student sees view a, the teacher view b.
+    `local_negatives`: the local loss's negatives are the other patches of the same tile ("tile")
+    or the patches of the other tiles in the batch ("other-tiles")."""
+    if local_negatives not in LOCAL_NEGATIVES:
+        raise ValueError(f"local_negatives must be one of {LOCAL_NEGATIVES}")
     terms = set(loss_set.split("+"))
     if not terms <= {"global", "local", "regional"}:
         raise ValueError(f"unknown loss terms in '{loss_set}'")
@@ -247,7 +265,8 @@ def ssl_losses(encoder: GlareEncoder, student: Student, teacher: Teacher, prefix
         s_patch = undo_dihedral(s_proj[:, 1:].reshape(b, side, side, -1), codes_a).reshape(b, side * side, -1)
         t_patch = undo_dihedral(t_proj[:, 1:].reshape(b, side, side, -1), codes_b).reshape(b, side * side, -1)
         if "local" in terms:
-            out["local"] = info_nce(s_patch, t_patch, temperature)
+            local = info_nce if local_negatives == "tile" else info_nce_other_tiles
+            out["local"] = local(s_patch, t_patch, temperature)
         if "regional" in terms:
             with torch.no_grad():
                 attn = encoder.last_attention(last_in[0])  # B x heads x hw, teacher view's frame

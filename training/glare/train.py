@@ -36,7 +36,7 @@ import torch
 from adapters.common.weights import save_bundled
 from adapters.dense.backbone import load_dinov2_small
 from adapters.glare import data, features, heads
-from adapters.glare.modeling import LOSS_SETS, Student, Teacher, build, ssl_losses
+from adapters.glare.modeling import LOCAL_NEGATIVES, LOSS_SETS, Student, Teacher, build, ssl_losses
 
 REPO = Path(__file__).resolve().parents[2]
 CKPT = Path(os.environ.get("GLARE_CHECKPOINTS", REPO / "training" / "checkpoints" / "glare"))
@@ -90,15 +90,17 @@ def prefix_pool(encoder, regions=("train",)) -> tuple[torch.Tensor, torch.Tensor
     return tokens, torch.from_numpy(codes), cpu
 
 
-def variant_suffix(lr: float, regions) -> str:
+def variant_suffix(lr: float, regions, local_negatives: str = "tile") -> str:
     """'' for the main recipe; otherwise what differs, for run directories and log names."""
-    return ("" if lr == LR else f"_lr{lr:g}") + ("" if tuple(regions) == ("train",) else "_ssl-" + "-".join(regions))
+    return (("" if lr == LR else f"_lr{lr:g}") + ("" if tuple(regions) == ("train",) else "_ssl-" + "-".join(regions))
+            + ("" if local_negatives == "tile" else "_neg-" + local_negatives))
 
 
-def run_ssl(encoder, pool, loss_set: str, seed: int, steps: int, lr: float = LR, regions=("train",)) -> dict:
+def run_ssl(encoder, pool, loss_set: str, seed: int, steps: int, lr: float = LR, regions=("train",),
+            local_negatives: str = "tile") -> dict:
     """Train (or resume) one run; returns the teacher's adapter state and the run's record."""
     tokens, codes = pool
-    run_dir = CKPT / "runs" / (f"{loss_set.replace('+', '_')}_s{seed}_{steps}" + variant_suffix(lr, regions))
+    run_dir = CKPT / "runs" / (f"{loss_set.replace('+', '_')}_s{seed}_{steps}" + variant_suffix(lr, regions, local_negatives))
     run_dir.mkdir(parents=True, exist_ok=True)
     final = run_dir / "final.pt"
     if final.is_file():
@@ -122,7 +124,7 @@ def run_ssl(encoder, pool, loss_set: str, seed: int, steps: int, lr: float = LR,
         pick = torch.from_numpy(rng.choice(len(tokens), BATCH, replace=False))
         va, vb = (torch.from_numpy(v) for v in np.array([rng.choice(POOL_VIEWS, 2, replace=False) for _ in range(BATCH)]).T)
         losses = ssl_losses(encoder, student, teacher, tokens[pick, va].float(), tokens[pick, vb].float(),
-                            codes[pick, va], codes[pick, vb], loss_set)
+                            codes[pick, va], codes[pick, vb], loss_set, local_negatives=local_negatives)
         optimiser.zero_grad(set_to_none=True)
         losses["total"].backward()
         optimiser.step()
@@ -136,7 +138,8 @@ def run_ssl(encoder, pool, loss_set: str, seed: int, steps: int, lr: float = LR,
                           "optimiser": optimiser.state_dict(), "step": step, "cpu_seconds": cpu, "history": history}, state_path)
             print(f"{loss_set} seed {seed} step {step}/{steps} {history[-1]} cpu {cpu:.0f}s", flush=True)
     adapter = {f"adapter.{k}": v.clone() for k, v in teacher.adapter.state_dict().items()}
-    record = {"loss_set": loss_set, "seed": seed, "steps": steps, "batch": BATCH, "lr": lr, "ssl_regions": list(regions), "cpu_seconds": round(cpu, 1),
+    record = {"loss_set": loss_set, "seed": seed, "steps": steps, "batch": BATCH, "lr": lr, "ssl_regions": list(regions),
+              "local_negatives": local_negatives, "cpu_seconds": round(cpu, 1),
               "loss_first": history[0], "loss_last": history[-1],
               "loss_last25_mean": round(float(np.mean([h["total"] for h in history[-25:]])), 4)}
     out = {"adapter": adapter, "record": record}
@@ -182,6 +185,8 @@ def main() -> None:
     parser.add_argument("--ssl-regions", nargs="+", default=["train"], choices=["train", "heldout"],
                         help="where the unlabelled tiles come from; adding the held-out region (its labels unread) "
                              "is logged apart and never bundled")
+    parser.add_argument("--local-negatives", default="tile", choices=LOCAL_NEGATIVES,
+                        help="the local loss's negatives: the tile's other patches (the main recipe) or other tiles' patches")
     parser.add_argument("--card", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -191,7 +196,7 @@ def main() -> None:
         return
     tokens, codes, pool_cpu = prefix_pool(encoder, tuple(args.ssl_regions))
     log = read_log()
-    suffix = variant_suffix(args.lr, args.ssl_regions)
+    suffix = variant_suffix(args.lr, args.ssl_regions, args.local_negatives)
     if suffix:  # an exploration's own pool is accounted apart from the main recipe's
         log.setdefault("explore_pool_cpu_seconds", {})[suffix] = round(pool_cpu, 1)
     else:
@@ -211,10 +216,11 @@ def main() -> None:
     runs = log.setdefault("runs", {})
     for seed in args.seeds:
         for loss_set in args.loss_sets:
-            name = f"{loss_set}|{seed}|{args.steps}" + variant_suffix(args.lr, args.ssl_regions).replace("_", "|")
+            name = f"{loss_set}|{seed}|{args.steps}" + variant_suffix(args.lr, args.ssl_regions, args.local_negatives).replace("_", "|")
             if name in runs:
                 continue
-            out = run_ssl(encoder, (tokens, codes), loss_set, seed, args.steps, args.lr, tuple(args.ssl_regions))
+            out = run_ssl(encoder, (tokens, codes), loss_set, seed, args.steps, args.lr, tuple(args.ssl_regions),
+                          args.local_negatives)
             encoder.adapter.load_state_dict({k[len("adapter."):]: v for k, v in out["adapter"].items()})
             start = time.process_time()
             scores, _ = head_scores(labelled_features(encoder, adapter_on=True), seed)
