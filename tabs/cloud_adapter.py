@@ -57,14 +57,9 @@ def _ground(choice: str, upload) -> tuple[np.ndarray, str]:
         return clear_tile("heldout", _tile_corner(choice)), ""
     if rgb is None:
         rgb = _read_upload(upload)  # says that nothing was uploaded
-    note = ""
-    h, w = rgb.shape[:2]
-    if min(h, w) < TILE:
-        from PIL import Image
+    from adapters.common.imaging import enlarge_to_tile
 
-        scale = TILE / min(h, w)
-        rgb = np.asarray(Image.fromarray(rgb).resize((max(TILE, round(w * scale)), max(TILE, round(h * scale))), Image.BILINEAR))
-        note = f"Enlarged from {w}x{h} to {rgb.shape[1]}x{rgb.shape[0]} (tiles are {TILE} px). "
+    rgb, note = enlarge_to_tile(rgb, TILE)
     return rgb.astype(np.float32) / 255.0, note
 
 

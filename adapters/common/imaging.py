@@ -55,3 +55,16 @@ def read_rgb_image(path: str | Path | None, *, min_side: int = MIN_SIDE, max_sid
         raise BadInput(f"The image is {too_large}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise BadInput(f"'{path.name}' is not an image we can read ({type(exc).__name__}); use PNG, JPEG, WebP or BMP.") from None
+
+
+def enlarge_to_tile(rgb: np.ndarray, tile: int) -> tuple[np.ndarray, str]:
+    """An H x W x 3 uint8 image with its shorter side below `tile` scaled up (bilinear, aspect kept)
+    so one model tile fits, and a sentence saying so ("" when nothing was done)."""
+    h, w = rgb.shape[:2]
+    if min(h, w) >= tile:
+        return rgb, ""
+    from PIL import Image
+
+    scale = tile / min(h, w)
+    out = np.asarray(Image.fromarray(rgb).resize((max(tile, round(w * scale)), max(tile, round(h * scale))), Image.BILINEAR))
+    return out, f"Enlarged from {w}x{h} to {out.shape[1]}x{out.shape[0]} (tiles are {tile} px). "
