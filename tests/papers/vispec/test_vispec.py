@@ -27,7 +27,6 @@ from adapters.vispec.modeling import (
     vocab_index,
 )
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
