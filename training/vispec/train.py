@@ -105,10 +105,12 @@ def data(checkpoints: Path, seed: int, scenes: int = TRAIN_SCENES) -> None:
         tmp.replace(path)
         spent += cpu_seconds() - start
         print(f"data shard {shard}: {len(rows)} sequences, {cpu_seconds() - start:.0f} CPU s", flush=True)
-    if spent:
-        log = json.loads((ASSET_DIR / LOG_FILE).read_text()) if (ASSET_DIR / LOG_FILE).exists() else {}
-        write_log({"data": {"cpu_seconds": log.get("data", {}).get("cpu_seconds", 0.0) + spent, "scenes": scenes,
-                            "answer_tokens": ANSWER_TOKENS, "projector_sha256": sha256(SOURCE_PROJECTOR)}})
+    # CPU seconds of this data set (all its shards, over every resumed run), kept next to the shards
+    tally = checkpoints / f"data_seed{seed}_cpu.json"
+    total = (json.loads(tally.read_text())["cpu_seconds"] if tally.exists() else 0.0) + spent
+    tally.write_text(json.dumps({"cpu_seconds": total}))
+    write_log({"data": {"cpu_seconds": round(total, 1), "scenes": scenes, "answer_tokens": ANSWER_TOKENS,
+                        "projector_sha256": sha256(SOURCE_PROJECTOR)}})
 
 
 def load_examples(checkpoints: Path, seed: int) -> list[dict]:
