@@ -57,6 +57,13 @@ def run(bundle, request: Request, *, device: torch.device, progress: Progress = 
     embeds, mask, length = bundle.prompt(request.image, request.question)
     others = [d for d in DRAFTS if d != request.draft and d in bundle.drafts]
     order = (request.draft, *others) if request.use_draft else ()
+    if not getattr(bundle, "warmed", False):
+        # a few tokens of each decoder once per process, so that building derived weights (fused and
+        # transposed copies, trimmed heads) is not charged to whichever decoder runs first
+        greedy_decode(bundle.lm, None, 2, eos_id=bundle.end_id, prompt_embeds=embeds)
+        for which in bundle.drafts:
+            decode(bundle, embeds, mask, which, 2, 1)
+        bundle.warmed = True
     stages = 1 + len(order)
     greedy = greedy_decode(bundle.lm, None, request.max_new_tokens, eos_id=bundle.end_id,
                            progress=_stage(progress, 0, stages), prompt_embeds=embeds)
