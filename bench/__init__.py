@@ -31,3 +31,32 @@ def write_measured(directory: Path, measure: Callable[[], Any], build: Callable[
 def read_log(path: Path) -> dict:
     """A training log the figures cite (written by the paper's training script), or {} when absent."""
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_from_log(tab: str, measure_all: Callable[..., Any], build_figures: Callable[[Any, dict, float, bool], dict],
+                   quick: bool = False, threads: int = 1, log_name: str = "training_log.json") -> dict:
+    """`write_measured` for a paper whose figures also cite its training log in assets/<tab>/."""
+    from studio.loader import ASSETS
+
+    directory = ASSETS / tab
+    log = read_log(directory / log_name)
+    return write_measured(directory, lambda: measure_all(quick=quick, threads=threads),
+                          lambda measured, seconds: build_figures(measured, log, seconds, quick), threads)
+
+
+def cli(doc: str, tab: str, write: Callable[..., dict], rows: Callable[..., list], argv=None) -> None:
+    """The bench command line: ``[--quick] [--threads N] [--write]``; prints the figures or the rows."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--write", action="store_true", help=f"write assets/{tab}/figures.json and MODEL_CARD.md")
+    args = parser.parse_args(argv)
+    if args.write:
+        from adapters.common.figures import figures_markdown
+
+        print(figures_markdown(write(quick=args.quick, threads=args.threads)))
+        return
+    for row in rows(quick=args.quick, threads=args.threads):
+        print(row)

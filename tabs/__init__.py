@@ -24,6 +24,7 @@ TAB_MODULES: list[str] = [
     "tabs.codeberter",
     "tabs.mma",
     "tabs.glare",
+    "tabs.vispec",
     "tabs.study",
 ]
 

@@ -2,7 +2,6 @@
 plain greedy decoding in the same request."""
 from __future__ import annotations
 
-import html
 import json
 
 import gradio as gr
@@ -21,19 +20,12 @@ from adapters.kangaroo.config import (
 )
 from studio.registry import tab_info
 from studio.shell import Shell
+from studio.speculative_view import colored_html, comparison_rows, per_token_ms
 from studio.ui import call_device, done_markdown, download_path, friendly, get_model, stopwatch
 
 KEY = SPEC.key
 INFO = tab_info(SPEC, api_names=("kangaroo_generate",))
 
-# Inline styles, so the colours survive whatever CSS the page or the HTML component applies.
-BOX_STYLE = ("white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:0.9em;line-height:1.45;"
-             "padding:8px;border-radius:6px;border:1px solid #8884;max-height:420px;overflow:auto")
-SPAN_STYLE = {
-    "prompt": "opacity:0.6",
-    "draft": "background:#2e9d4a40;border-bottom:2px solid #2e9d4a",
-    "full": "background:#e8892440;border-bottom:2px solid #e88924",
-}
 SPAN_TITLE = {"draft": "drafted by layers 1..k + adapter, accepted by the full model", "full": "from the full model"}
 
 
@@ -41,33 +33,14 @@ def prompt_view(prompt: str, chat: bool) -> str:
     return f"[user] {prompt}\n[assistant] " if chat else prompt
 
 
-def colored_html(prompt: str, pieces: list[str], sources: list[str]) -> str:
-    spans = [f'<span class="kg-prompt" style="{SPAN_STYLE["prompt"]}">{html.escape(prompt)}</span>']
-    for piece, source in zip(pieces, sources):
-        spans.append(f'<span class="kg-{source}" style="{SPAN_STYLE[source]}" title="{SPAN_TITLE[source]}">'
-                     f'{html.escape(piece)}</span>')
-    return f'<div class="kg-out" style="{BOX_STYLE}">' + "".join(spans) + "</div>"
-
-
 def stats_markdown(out) -> str:
     greedy = out.greedy
-    rows = ["| | Kangaroo + adapter | Kangaroo, bare exit (adapter off) | Plain greedy |", "|---|---|---|---|"]
-
-    def row(label, fn, plain):
-        rows.append(f"| {label} | {fn(out.adapter)} | {fn(out.bare)} | {plain} |")
-
-    row("identical to greedy", lambda r: "**yes**" if r.tokens == greedy.tokens else "**no**", "(reference)")
-    row("acceptance rate", lambda r: f"{r.acceptance_rate:.0%} ({r.accepted}/{r.drafted})", "n/a")
-    row("tokens per verification pass", lambda r: f"{r.tokens_per_pass:.2f}", "1.00")
-    row("layer evaluations per token", lambda r: f"{r.layer_evals_per_token:.1f}", f"{out.num_layers}")
-    row("wall time", lambda r: f"{r.seconds:.3f} s", f"{greedy.seconds:.3f} s")
-    row("ms per token", lambda r: f"{1e3 * r.seconds / max(1, len(r.tokens)):.1f}",
-        f"{1e3 * greedy.seconds / max(1, len(greedy.tokens)):.1f}")
-    row("speedup over plain greedy", lambda r: f"**{greedy.seconds / r.seconds:.2f}x**", "1.00x")
+    rows = comparison_rows([("Kangaroo + adapter", out.adapter), ("Kangaroo, bare exit (adapter off)", out.bare)], greedy,
+                           [("layer evaluations per token", lambda r: f"{r.layer_evals_per_token:.1f}", f"{out.num_layers}")])
     hf = out.hf_generate
-    hf_ms = 1e3 * hf.seconds / max(1, len(hf.tokens))
-    row("speedup over transformers `generate`", lambda r: f"{hf_ms / (1e3 * r.seconds / max(1, len(r.tokens))):.2f}x",
-        f"{hf_ms / (1e3 * greedy.seconds / max(1, len(greedy.tokens))):.2f}x")
+    hf_ms = per_token_ms(hf)
+    rows.append(f"| speedup over transformers `generate` | {hf_ms / per_token_ms(out.adapter):.2f}x | "
+                f"{hf_ms / per_token_ms(out.bare):.2f}x | {hf_ms / per_token_ms(greedy):.2f}x |")
     same = "same tokens" if hf.tokens == greedy.tokens else "different tokens (a near-tie in float32)"
     rows.append(f"\ntransformers `generate` (greedy) took {hf.seconds:.3f} s, {hf_ms:.1f} ms per token ({same}); "
                 f"draft head: {out.draft_vocab_size:,} most frequent tokens" if out.draft_vocab_size else
@@ -95,7 +68,8 @@ def run(prompt, max_new_tokens, exit_layer, threshold, gamma, chat=True, progres
     ids = list(out.prompt_ids)
     views = []
     for result in (out.adapter, out.bare):
-        views.append(colored_html(prompt_view(prompt, chat), codec.pieces(ids, result.tokens), result.sources))
+        views.append(colored_html(prompt_view(prompt, chat), codec.pieces(ids, result.tokens), result.sources,
+                                  SPAN_TITLE))
     adapter, greedy = out.adapter, out.greedy
     identical = "yes" if adapter.tokens == greedy.tokens else "no"
     extra = (f"Kangaroo {adapter.seconds:.2f} s vs plain greedy {greedy.seconds:.2f} s "

@@ -78,3 +78,15 @@ def studio_client(studio_server):
     from gradio_client import Client
 
     return Client(studio_server, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Token-by-token decoding is overhead-bound; on a shared 2-core machine a second thread makes
+    it many times slower, so decoding tests run single-threaded and restore the setting after."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

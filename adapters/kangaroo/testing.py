@@ -6,8 +6,9 @@ import numpy as np
 import torch
 
 from adapters.kangaroo.config import Request
-from adapters.kangaroo.loading import KangarooBundle, TextCodec, freeze
+from adapters.kangaroo.loading import KangarooBundle, freeze
 from adapters.kangaroo.modeling import KangarooAdapter, adapter_logits, adapter_training_step, shallow_hidden_states
+from adapters.speculative.codec import TextCodec
 
 EXITS = (1, 2)
 EOT = 256  # byte-level codec: bytes 0..255, then end-of-text

@@ -8,7 +8,7 @@ import torch
 from adapters.mma.config import MMAConfig, Request
 from adapters.mma.loading import MMABundle, wrap
 from adapters.mma.modeling import IMAGE, MMA, TEXT, adapted, batch_loss
-from adapters.vlm.testing import tiny_vlm
+from adapters.vlm.testing import frozen_vlm_parameters, tiny_vlm
 
 QUESTION = "What colour is the circle?"
 
@@ -36,11 +36,7 @@ def adapter_parameters(bundle) -> dict[str, torch.nn.Parameter]:
 
 
 def frozen_parameters(bundle) -> dict[str, torch.Tensor]:
-    vlm = bundle.vlm
-    out = {f"lm.{n}": p.detach().clone() for n, p in vlm.lm.named_parameters()}
-    out |= {f"dino.{n}": p.detach().clone() for n, p in vlm.dino.named_parameters()}
-    out |= {f"projector.{n}": p.detach().clone() for n, p in vlm.projector.named_parameters()}
-    return out
+    return frozen_vlm_parameters(bundle.vlm)
 
 
 def perturb_adapter(bundle, seed: int) -> None:

@@ -11,6 +11,12 @@ A drafter (`Drafter`) shares the model's first ``shared_layers`` layers: every d
 passes them once, and verification runs only the remaining layers over the kept states, so no
 layer recomputes an accepted token. `EarlyExitDrafter` is the bare early exit (shared layers +
 final norm + LM head); a paper's drafter (Kangaroo's adapter, say) subclasses `Drafter`.
+
+A feature drafter (`FeatureDrafter`, the EAGLE family) shares no layer: it drafts from the full
+model's last features (after the final norm) and the next token's embedding, and
+`feature_speculative_decode` verifies its chain with every layer in one pass. Both decoders and
+`greedy_decode` take the prompt as token ids or as input embeddings (a vision-language model's
+prompt, with image tokens spliced in).
 """
 from __future__ import annotations
 
@@ -320,8 +326,9 @@ class EarlyExitDrafter(Drafter):
 PROGRESS_EVERY = 1  # report progress every this many new tokens (and at the end)
 
 
-def check_request(model: nn.Module, prompt_ids: list[int], max_new_tokens: int, max_length: int | None = None) -> int:
-    if not prompt_ids:
+def check_request(model: nn.Module, prompt_ids, max_new_tokens: int, max_length: int | None = None) -> int:
+    """``prompt_ids``: the prompt's token ids, or its input embeddings (1 x T x D)."""
+    if prompt_ids is None or len(prompt_ids) == 0:
         raise BadInput("The prompt is empty: type some text or pick an example.")
     if max_new_tokens < 1:
         raise BadInput("Ask for at least one new token.")
@@ -363,25 +370,41 @@ def _reporter(progress: Progress, max_new_tokens: int, text: str) -> Callable[[i
     return report
 
 
+def _checked_prompt(model: nn.Module, prompt_ids, prompt_embeds: torch.Tensor | None, max_new_tokens: int):
+    """(the prompt embeddings as T x D or None for token ids, the prompt's length), checked."""
+    prompt = prompt_embeds[0] if prompt_embeds is not None and prompt_embeds.dim() == 3 else prompt_embeds
+    check_request(model, prompt if prompt is not None else prompt_ids, max_new_tokens)
+    return prompt, len(prompt) if prompt is not None else len(prompt_ids)
+
+
+def prompt_inputs(runner: "LayerRunner", prompt_ids=None, prompt_embeds: torch.Tensor | None = None) -> torch.Tensor:
+    """The prompt as 1 x T x D input embeddings: its token ids embedded, or the embeddings given."""
+    if prompt_embeds is not None:
+        embeds = prompt_embeds if prompt_embeds.dim() == 3 else prompt_embeds[None]
+        return embeds.to(device=runner.embed.weight.device, dtype=runner.embed.weight.dtype)
+    return runner.embed(torch.tensor([list(prompt_ids)], device=runner.embed.weight.device))
+
+
 @torch.inference_mode()
-def greedy_decode(model: nn.Module, prompt_ids: list[int], max_new_tokens: int, eos_id: int | None = None,
-                  progress: Progress = None) -> Decoded:
-    """Plain greedy decoding with a KV cache, one token per full forward: the baseline."""
-    check_request(model, prompt_ids, max_new_tokens)
+def greedy_decode(model: nn.Module, prompt_ids: list[int] | None, max_new_tokens: int, eos_id: int | None = None,
+                  progress: Progress = None, prompt_embeds: torch.Tensor | None = None) -> Decoded:
+    """Plain greedy decoding with a KV cache, one token per full forward: the baseline. The prompt
+    is ``prompt_ids`` or, when given, ``prompt_embeds`` (T x D or 1 x T x D input embeddings)."""
+    prompt, length = _checked_prompt(model, prompt_ids, prompt_embeds, max_new_tokens)
     report = _reporter(progress, max_new_tokens, "plain greedy decoding")
     start_time = time.perf_counter()
-    runner = LayerRunner(model, len(prompt_ids) + max_new_tokens + 1)
+    runner = LayerRunner(model, length + max_new_tokens + 1)
     cache = KVCache(runner.num_layers, runner.max_length)
-    device = runner.embed.weight.device
-    ids = torch.tensor([prompt_ids], device=device)
-    if len(prompt_ids) > 1:
-        runner.run(runner.embed(ids[:, :-1]), 0, 0, runner.num_layers, cache)
-    last, position = ids[:, -1:], len(prompt_ids) - 1
+    embeds = prompt_inputs(runner, prompt_ids, prompt)
+    if length > 1:
+        runner.run(embeds[:, :-1], 0, 0, runner.num_layers, cache)
+    last_embed, position = embeds[:, -1:], length - 1
     tokens: list[int] = []
     sources: list[str] = []
     while True:
-        hidden = runner.run(runner.embed(last), position, 0, runner.num_layers, cache)
+        hidden = runner.run(last_embed, position, 0, runner.num_layers, cache)
         last = runner.logits(hidden[:, -1:]).argmax(-1)
+        last_embed = runner.embed(last)
         tokens.append(int(last))
         sources.append("full")
         position += 1
@@ -405,6 +428,33 @@ def check_settings(threshold: float, gamma: int) -> None:
         raise BadInput("The confidence threshold must lie between 0 and 1.")
     if not 1 <= gamma <= 32:
         raise BadInput("gamma (the most draft tokens per round) must be between 1 and 32.")
+
+
+class Tally:
+    """The tokens of one speculative decode, who produced each, and its draft counts."""
+
+    def __init__(self, record_events: bool = False):
+        self.tokens: list[int] = []
+        self.sources: list[str] = []
+        self.events: list[dict] = []
+        self.passes = self.drafted = self.accepted = 0
+        self.record_events = record_events
+
+    def commit(self, drafts: list[int], verdict: list[int]) -> tuple[int, list[int]]:
+        """Keep the longest prefix of drafts the full model agrees with, then its own next token;
+        returns (accepted drafts, the new tokens)."""
+        accepted = 0
+        while accepted < len(drafts) and drafts[accepted] == verdict[accepted]:
+            accepted += 1
+        new = drafts[:accepted] + [verdict[accepted]]
+        self.tokens.extend(new)
+        self.sources.extend(["draft"] * accepted + ["full"])
+        self.passes += 1
+        self.drafted += len(drafts)
+        self.accepted += accepted
+        if self.record_events:
+            self.events.append({"drafted": len(drafts), "accepted": accepted})
+        return accepted, new
 
 
 @torch.inference_mode()
@@ -441,10 +491,9 @@ def speculative_decode(model: nn.Module, drafter: Drafter, prompt_ids: list[int]
         drafter.extend(shallow, 0)  # fills the drafter's cache for the prompt
         runner.run(shallow, 0, k, num_layers, cache)
     last, position = ids[:, -1:], len(prompt_ids) - 1
-    tokens: list[int] = []
-    sources: list[str] = []
-    events: list[dict] = []
-    passes = drafted = accepted_total = positions = 0
+    tally = Tally(record_events)
+    tokens, sources = tally.tokens, tally.sources
+    positions = 0
     while True:
         room = max_new_tokens - len(tokens) - 1  # verification always adds one token
         drafts: list[int] = []
@@ -463,18 +512,8 @@ def speculative_decode(model: nn.Module, drafter: Drafter, prompt_ids: list[int]
             token = torch.tensor([[top_token]], device=device)
         deep = runner.run(torch.cat(shallow_states, dim=1), position, k, num_layers, cache)
         verdict = runner.logits(deep).argmax(-1)[0].tolist()
-        accepted = 0
-        while accepted < len(drafts) and drafts[accepted] == verdict[accepted]:
-            accepted += 1
-        new = drafts[:accepted] + [verdict[accepted]]
-        tokens.extend(new)
-        sources.extend(["draft"] * accepted + ["full"])
-        passes += 1
-        drafted += len(drafts)
-        accepted_total += accepted
+        accepted, _ = tally.commit(drafts, verdict)
         positions += len(shallow_states)
-        if record_events:
-            events.append({"drafted": len(drafts), "accepted": accepted})
         position += accepted + 1
         cache.crop(position)
         last = torch.tensor([[verdict[accepted]]], device=device)
@@ -482,6 +521,115 @@ def speculative_decode(model: nn.Module, drafter: Drafter, prompt_ids: list[int]
         report(len(tokens), finished)
         if finished:
             break
-    return Decoded(tokens, sources, time.perf_counter() - start_time, verify_passes=passes, drafted=drafted,
-                   accepted=accepted_total, shallow_positions=positions, deep_positions=positions,
-                   num_layers=num_layers, exit_layer=k, events=events)
+    return Decoded(tokens, sources, time.perf_counter() - start_time, verify_passes=tally.passes, drafted=tally.drafted,
+                   accepted=tally.accepted, shallow_positions=positions, deep_positions=positions,
+                   num_layers=num_layers, exit_layer=k, events=tally.events)
+
+
+# --- feature-level drafting (the EAGLE family) -------------------------------------------------
+
+class FeatureDrafter:
+    """What `feature_speculative_decode` asks of a drafter that works on the full model's features.
+
+    A draft *pair* at position t is (embedding of token t+1, the full model's feature at t), the
+    feature being the last layer's output after the final norm; from it the drafter predicts the
+    feature at t+1, whose LM-head top token is the draft for position t+2. Per request `bind` gets
+    the runner and the longest sequence; `start` reads the whole prompt (its input embeddings, the
+    full model's features and which positions are image tokens) plus the first new token's
+    embedding and returns the drafter's predicted feature; `extend` commits pairs built from
+    verified features; `step` drafts one pair ahead on the drafter's own predicted feature
+    (uncommitted); `rollback` forgets every uncommitted step; `propose` turns a predicted feature
+    into (probability, token) over ``draft_vocab`` (a trimmed head) or the full head.
+    """
+
+    draft_vocab: torch.Tensor | None = None
+
+    def bind(self, runner: "LayerRunner", max_length: int) -> None:
+        self.runner = runner
+        self.trimmed = TrimmedHead(runner, self.draft_vocab) if self.draft_vocab is not None else None
+
+    def start(self, prompt_embeds: torch.Tensor, features: torch.Tensor, image_mask: torch.Tensor | None,
+              next_embed: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def extend(self, embeds: torch.Tensor, features: torch.Tensor, position: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def step(self, embed: torch.Tensor, feature: torch.Tensor, position: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def rollback(self) -> None:
+        raise NotImplementedError
+
+    def propose(self, feature: torch.Tensor) -> tuple[float, int]:
+        if self.trimmed is not None:
+            return self.trimmed.top(feature[:, -1])
+        confidence, token = self.runner.head_logits(feature[:, -1]).softmax(-1).max(-1)
+        return confidence.item(), token.item()
+
+
+@torch.inference_mode()
+def feature_speculative_decode(model: nn.Module, drafter: FeatureDrafter, prompt_ids: list[int] | None,
+                               max_new_tokens: int, gamma: int = 4, threshold: float = 0.0,
+                               eos_id: int | None = None, progress: Progress = None,
+                               prompt_embeds: torch.Tensor | None = None, image_mask: torch.Tensor | None = None,
+                               record_events: bool = False, progress_text: str = "speculative decoding") -> Decoded:
+    """Greedy decoding with a feature drafter (EAGLE-style chain drafting); the tokens equal
+    `greedy_decode`'s.
+
+    The prompt runs once through every layer. Each round the drafter proposes up to `gamma` tokens
+    from its own predicted features (stopping early below `threshold`); the full model then runs
+    the last committed token and all drafts in one pass, the longest agreeing prefix is accepted
+    plus the full model's own next token, the full model's cache is cut back to the accepted
+    positions, and the drafter commits pairs built from the verified features (its uncommitted
+    steps are dropped, since they were built on predicted features).
+    """
+    prompt, length = _checked_prompt(model, prompt_ids, prompt_embeds, max_new_tokens)
+    check_settings(threshold, gamma)
+    report = _reporter(progress, max_new_tokens, progress_text)
+    start_time = time.perf_counter()
+    runner = LayerRunner(model, length + max_new_tokens + gamma + 2)
+    num_layers = runner.num_layers
+    cache = KVCache(num_layers, runner.max_length)
+    drafter.bind(runner, runner.max_length)
+    embeds = prompt_inputs(runner, prompt_ids, prompt)
+    device = embeds.device
+
+    features = runner.norm(runner.run(embeds, 0, 0, num_layers, cache))
+    last = int(runner.head_logits(features[:, -1]).argmax(-1))
+    tally = Tally(record_events)
+    tokens, sources = tally.tokens, tally.sources
+    tokens.append(last)
+    sources.append("full")
+    finished = _finish(tokens, sources, max_new_tokens, eos_id)
+    report(len(tokens), finished)
+    if not finished:
+        feature = drafter.start(embeds, features, image_mask, runner.embed(torch.tensor([[last]], device=device)))
+    position = length  # the last committed token's position (not yet run through the model)
+    while not finished:
+        budget = min(gamma, max_new_tokens - len(tokens) - 1)  # verification always adds one token
+        drafts: list[int] = []
+        while len(drafts) < budget:
+            confidence, token = drafter.propose(feature)
+            if confidence < threshold:
+                break
+            drafts.append(token)
+            if len(drafts) < budget:
+                feature = drafter.step(runner.embed(torch.tensor([[token]], device=device)), feature,
+                                       position + len(drafts) - 1)
+        ids = torch.tensor([[last] + drafts], device=device)
+        verified = runner.norm(runner.run(runner.embed(ids), position, 0, num_layers, cache))
+        verdict = runner.head_logits(verified).argmax(-1)[0].tolist()
+        accepted, new = tally.commit(drafts, verdict)
+        cache.crop(position + accepted + 1)
+        finished = _finish(tokens, sources, max_new_tokens, eos_id)
+        report(len(tokens), finished)
+        if finished:
+            break
+        drafter.rollback()
+        feature = drafter.extend(runner.embed(torch.tensor([new], device=device)), verified[:, : accepted + 1], position)
+        position += accepted + 1
+        last = new[-1]
+    # the prefill's token counts as one pass, as each of plain greedy's tokens does
+    return Decoded(tokens, sources, time.perf_counter() - start_time, verify_passes=tally.passes + 1,
+                   drafted=tally.drafted, accepted=tally.accepted, num_layers=num_layers, events=tally.events)

@@ -64,3 +64,12 @@ def tiny_vlm(seed: int = 0, grid: int = 2) -> VisionLanguageModel:
                                     patch_size=14, image_size=224)).eval().requires_grad_(False)
     projector = Projector(ProjectorConfig(vision_dim=16, text_dim=32, hidden=32, grid=grid)).eval().requires_grad_(False)
     return VisionLanguageModel(lm, ByteChatTokenizer(), projector, dino, TinyPrep(), name="tiny random VLM")
+
+
+def frozen_vlm_parameters(vlm: VisionLanguageModel) -> dict[str, torch.Tensor]:
+    """Copies of every frozen weight of a VLM (language model, vision encoder, projector), for the
+    contract's "a training step never changes them"."""
+    out = {f"lm.{n}": p.detach().clone() for n, p in vlm.lm.named_parameters()}
+    out |= {f"dino.{n}": p.detach().clone() for n, p in vlm.dino.named_parameters()}
+    out |= {f"projector.{n}": p.detach().clone() for n, p in vlm.projector.named_parameters()}
+    return out

@@ -46,14 +46,7 @@ def random_batch(generator: torch.Generator, batch: int = 8, length: int = 24) -
     return torch.randint(1, VOCAB, (batch, length), generator=generator)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Token-by-token decoding is overhead-bound; on a shared 2-core machine a second thread makes
-    it many times slower, so these tests run single-threaded and restore the setting after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
