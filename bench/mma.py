@@ -35,7 +35,7 @@ import torch  # noqa: E402
 TAB = "mma"
 FROZEN_CACHE = REPO / ".cache" / "bench-mma-frozen.json"
 HELDOUT_SCENES = 120
-PER_TYPE = 12
+PER_TYPE = 24
 CAPTION_QUESTION = "Describe the picture in one sentence."
 PHOTOS = ("astronaut", "coffee")
 
@@ -236,8 +236,8 @@ def build_figures(m: dict, logs: dict, seconds: float, quick: bool) -> dict:
         f"First tab example ({m['example']['question']!r}): {m['example']['seconds']:.1f} s wall for all four answers "
         f"on {m['threads']} thread(s) of a CPU shared with other jobs, {m['example']['cpu_seconds']:.1f} CPU s; MMA answered {m['example']['mma']!r}, projector only "
         f"{m['example']['projector_only']!r}.",
-        f"Trained parameters: projector alone {m['projector_params']:,}; MMA adapters, modality tokens and their projector "
-        f"{m['adapter_params']:,} (layers {m['layers'][0]}-{m['layers'][-1]}); frozen {m['frozen_params']:,}.",
+        f"Trained parameters: projector (stage 1, then frozen) {m['projector_params']:,}; MMA adapters and modality "
+        f"tokens {m['adapter_params']:,} (layers {m['layers'][0]}-{m['layers'][-1]}); frozen {m['frozen_params']:,}.",
     ]
     if proj:
         notes.append(f"Projector training: {proj['steps']} steps x {proj['batch']} scenes x up to {proj['turns']} "

@@ -140,7 +140,7 @@ BAD_INPUTS = [
 
 def build() -> None:
     shell = Shell(INFO)
-    params = shell.header("(adapters in all 30 language-model layers, two modality tokens and the projector trained with them)")
+    params = shell.header("(adapters in all 30 language-model layers and two modality tokens, trained on the frozen stage-1 projector)")
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             image = ImageFile(type="filepath", image_mode=None,

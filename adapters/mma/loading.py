@@ -37,11 +37,12 @@ class MMABundle:
     name: str
 
     def adapter_params(self) -> int:
-        """What is trained for MMA: adapters, modality tokens and the co-trained projector."""
-        return sum(p.numel() for p in self.mma.parameters()) + sum(p.numel() for p in self.projector.parameters())
+        """What MMA trains: the adapters and modality tokens (the projector they run with is the
+        VLM's stage-1 projector, frozen while they train; a copy travels in the adapter file)."""
+        return sum(p.numel() for p in self.mma.parameters())
 
     def param_counts(self) -> tuple[int, int]:
-        """(MMA adapters + modality tokens + projector, frozen LM + frozen vision encoder)."""
+        """(MMA adapters + modality tokens, frozen LM + frozen vision encoder)."""
         return self.adapter_params(), self.vlm.frozen_params()
 
     def projector_params(self) -> int:
@@ -91,7 +92,8 @@ def header_param_counts(directory: Path) -> tuple[int, int]:
     from adapters.zoo import dinov2, smollm2
 
     directory = Path(directory)
-    return (count_safetensors_params(directory / ADAPTER_FILE),
+    adapter = directory / ADAPTER_FILE
+    return (count_safetensors_params(adapter) - count_safetensors_params(adapter, prefixes=(PROJECTOR_PREFIX,)),
             count_safetensors_params(smollm2.cached_dir() / "model.safetensors")
             + count_safetensors_params(dinov2.cached_dir() / "model.safetensors"))
 
