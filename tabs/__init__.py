@@ -23,6 +23,7 @@ TAB_MODULES: list[str] = [
     "tabs.cloud_adapter",
     "tabs.codeberter",
     "tabs.mma",
+    "tabs.das",
     "tabs.study",
 ]
 
