@@ -4,7 +4,7 @@
     python -m training.das.train search --seed 0      # skip scores + adapters (REINFORCE), resumable
     python -m training.das.train finetune --seed 0    # the top-k layers' adapters, resumable
     python -m training.das.train export --seed 0      # write assets/das from the last checkpoint
-    python -m training.das.train all --seed 0
+    python -m training.das.train all --seed 0 --search-stop-after 60   # the shipped files
 
 Frozen: DINOv2-S, SmolLM2-135M-Instruct and the VLM's projector (assets/mma/vlm_projector.safetensors,
 copied into assets/das next to the adapters it was trained with). Trained: one replacing adapter per
@@ -13,11 +13,12 @@ candidate layer (layers 1-29) and the per-layer skip scores.
 Search (DAS): at every step a skip count k is taken in turn from (3, 6, 9, 12), a skip set of k layers
 is drawn without replacement with weights sigmoid(score), those layers are replaced by their adapters
 and the adapters take one AdamW step on the answer-only loss of a batch of training scenes. Every
-`NAS_EVERY` steps after `WARMUP` steps, `CANDIDATES` distinct skip sets are drawn, each scored by
-exp(-loss) on a fixed validation batch of fresh training-split scenes, and the scores move by
-`reinforce_update` against the candidates' mean reward. Fine-tuning: the top-12 layers by skip
-probability are fixed (the top-k sets for k = 3, 6, 9, 12 are nested within them) and their adapters
-train with k again taken in turn from (3, 6, 9, 12), the skip set being the top-k.
+`NAS_EVERY` steps after `WARMUP` steps, `CANDIDATES` distinct skip sets of that step's k are drawn
+(every second step: k = 3 and 9), each scored by exp(-loss) on a fixed validation batch of fresh
+training-split scenes, and the scores move by `reinforce_update` against the candidates' mean reward.
+Fine-tuning: the top-12 layers by skip probability are fixed (the top-k sets for k = 3, 6, 9, 12 are
+nested within them) and their adapters train with k again taken in turn from (3, 6, 9, 12), the skip
+set being the top-k.
 
 One CPU thread, bfloat16 autocast, a checkpoint every few minutes (SIGTERM stops after the current
 step and saves); CPU seconds go to assets/das/das_training_log.json.
@@ -59,7 +60,7 @@ WARMUP = 10
 NAS_EVERY = 2
 CANDIDATES = 5
 SCORE_LR = 5.0  # the official code uses 0.1 over thousands of rounds; here there are tens
-FINETUNE_STEPS = 120
+FINETUNE_STEPS = 60
 LR = 3e-3
 FINE_TUNED = max(KS)
 CPU_BUDGET_S = 25 * 60
@@ -175,10 +176,12 @@ class Trainer:
             return float(batch_loss(self.bundle.lm, self.val_rows, self.pad, self.image_embeds(self.val_patches)))
 
 
-def search(trainer: Trainer, stop) -> None:
+def search(trainer: Trainer, stop, stop_after: int | None = None) -> None:
+    """The skip search; ``stop_after`` ends it early at that step of the SEARCH_STEPS-step schedule."""
     das, record = trainer.das, trainer.record
     candidates = torch.tensor(das.config.candidates)
-    while record["search_step"] < SEARCH_STEPS and trainer.cpu_used() < CPU_BUDGET_S and not stop:
+    last = min(SEARCH_STEPS, stop_after or SEARCH_STEPS)
+    while record["search_step"] < last and trainer.cpu_used() < CPU_BUDGET_S and not stop:
         step = record["search_step"]
         k = KS[step % len(KS)]
         generator = torch.Generator().manual_seed(trainer.seed * 100_003 + step)
@@ -258,6 +261,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=("features", "search", "finetune", "export", "all"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--search-stop-after", type=int, default=None,
+                        help="end the search at this step of its schedule (the shipped files: 60 of 100)")
     parser.add_argument("--checkpoints", type=Path, default=REPO / "training" / "checkpoints" / "das",
                         help="where the cached patches and the resumable checkpoint live")
     args = parser.parse_args(argv)
@@ -267,7 +272,7 @@ def main(argv=None) -> None:
         stop = stop_on_signal()
         trainer = Trainer(args.seed, args.checkpoints)
         if args.stage in ("search", "all"):
-            search(trainer, stop)
+            search(trainer, stop, args.search_stop_after)
         if args.stage in ("finetune", "all") and not stop:
             finetune(trainer, stop)
     if args.stage in ("export", "all"):
