@@ -56,6 +56,18 @@ def probabilities_html(probabilities, skipped, fine_tuned) -> str:
             "from the search.</p>" + "".join(bars))
 
 
+def initial_chart() -> str:
+    """The chart of the bundled model before any run, from its measured figures (no model load)."""
+    from adapters.common import figures
+
+    try:
+        measured = (figures.load(bundled_dir(SPEC)) or {})["data"]["measured"]
+        return probabilities_html(measured["probabilities"], set(measured["top_k"][str(DEFAULT_K)]),
+                                  set(measured["fine_tuned"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
 def answers_markdown(out) -> str:
     rows = ["| | answer | layers run | time | multiply-adds per token |", "|---|---|---|---|---|"]
     for a in out.answers:
@@ -144,7 +156,7 @@ def build() -> None:
             status = shell.status()
             download = gr.File(label="Answers, timings and skip probabilities (JSON)")
             with gr.Accordion("Skip probability per layer", open=True):
-                chart = gr.HTML(elem_id=f"{KEY}-chart")
+                chart = gr.HTML(initial_chart(), elem_id=f"{KEY}-chart")
     inputs = [image, question, k, manual, max_new]
     outputs = [answers, chart, status, download]
     shell.examples(EXAMPLES, inputs, label="Examples (held-out colour-shape and count compositions, a hand-picked "
