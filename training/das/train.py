@@ -13,8 +13,8 @@ candidate layer (layers 1-29) and the per-layer skip scores.
 Search (DAS): at every step a skip count k is taken in turn from (3, 6, 9, 12), a skip set of k layers
 is drawn without replacement with weights sigmoid(score), those layers are replaced by their adapters
 and the adapters take one AdamW step on the answer-only loss of a batch of training scenes. Every
-`NAS_EVERY` steps after `WARMUP` steps, `CANDIDATES` distinct skip sets of that step's k are drawn
-(every second step: k = 3 and 9), each scored by exp(-loss) on a fixed validation batch of fresh
+`NAS_EVERY` steps after `WARMUP` steps, `CANDIDATES` distinct skip sets of one k (the rounds also take
+3, 6, 9, 12 in turn) are drawn, each scored by exp(-loss) on a fixed validation batch of fresh
 training-split scenes, and the scores move by `reinforce_update` against the candidates' mean reward.
 Fine-tuning: the top-12 layers by skip probability are fixed (the top-k sets for k = 3, 6, 9, 12 are
 nested within them) and their adapters train with k again taken in turn from (3, 6, 9, 12), the skip
@@ -60,7 +60,7 @@ WARMUP = 10
 NAS_EVERY = 2
 CANDIDATES = 5
 SCORE_LR = 5.0  # the official code uses 0.1 over thousands of rounds; here there are tens
-FINETUNE_STEPS = 60
+FINETUNE_STEPS = 150
 LR = 3e-3
 FINE_TUNED = max(KS)
 CPU_BUDGET_S = 25 * 60
@@ -189,6 +189,7 @@ def search(trainer: Trainer, stop, stop_after: int | None = None) -> None:
         layers = tuple(int(candidates[i]) for i in sample_skip_set(p, k, generator))
         record["losses"].append(round(trainer.train_step(step, SEARCH_STEPS, layers), 4))
         if step >= WARMUP and (step - WARMUP) % NAS_EVERY == 0:
+            k = KS[(step - WARMUP) // NAS_EVERY % len(KS)]  # the rounds take every k in turn too
             sets: list[tuple[int, ...]] = []
             while len(sets) < CANDIDATES:
                 drawn = tuple(int(candidates[i]) for i in sample_skip_set(das.probabilities()[candidates], k, generator))
