@@ -13,6 +13,7 @@ from studio import settings
 from studio.loader import MODELS, bundled_dir
 from studio.registry import tab_info
 from studio.shell import LIGHT, Shell
+from studio.study.fgsa import FGSA as STUDY_KIND  # noqa: F401  (the blinded reader-study variants of this tab)
 from studio.ui import call_device, done_markdown, download_path, friendly, get_model, stopwatch, upload_path
 from studio.uploads import ImageFile, pixel_limit_text
 

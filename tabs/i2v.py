@@ -12,6 +12,7 @@ from adapters.i2v.io import MAX_PIXELS, MAX_SIDE
 from studio import settings
 from studio.registry import tab_info
 from studio.shell import Shell
+from studio.study.i2v import I2V as STUDY_KIND  # noqa: F401  (the blinded reader-study variants of this tab)
 from studio.ui import call_device, done_markdown, download_path, friendly, get_model, stopwatch
 from studio.uploads import ImageFile, pixel_limit_text
 

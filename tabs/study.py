@@ -22,14 +22,14 @@ INFO = TabInfo(
     description=(
         "A blinded reader study of what a tab makes: each reader sees the same cases in their own "
         "random order, the processed versions of each case side by side under shuffled letters at "
-        "one window, and rates them; nobody sees which letter is which method until the study owner "
+        "one window or display, and rates them (CT denoisers; camouflaged-object masks with the "
+        "adapter on and off; image-to-video with the adapter on and off); nobody sees which letter is which method until the study owner "
         "opens the results. Cases are stored only as salted hashes of their pixels, never with a "
         "file name or header. Research tool: not for diagnosis."
     ),
 )
 reading.register(CT)
 SOURCES = ("Bundled examples", "My uploads")
-CROPS = {"Whole slice": 0, "64 px tiles": 64, "96 px tiles": 96, "128 px tiles": 128}
 VIEWS = ("Side by side", "One at a time")
 MAX_PREPARE_S = 900  # a study asking for more preparation than this (on one free CPU thread) is refused
 
@@ -63,25 +63,23 @@ def _progress(progress):
 # --- owner: create ------------------------------------------------------------------------------
 
 @friendly("Creating the study")
-def create(name, kind_title, source, files, count, crop, iterations, criteria, preference, keep_images,
+def create(name, kind_title, source, files, count, crop, iterations, criteria, preference, keep_images, text=None,
            progress=gr.Progress()):
     """Validate everything here, then compute every variant of every case once (with progress)."""
     kinds = _kinds()
     if kind_title not in kinds:
         raise gr.Error("Pick what the study is about.")
     kind = kinds[kind_title]
-    name, criteria_keys, preference = check_design(kind, name, [k for k, c in CRITERIA.items()
-                                                                 if c.question in (criteria or ())], preference)
-    crop_px = CROPS.get(crop)
+    name, criteria_keys, preference = check_design(kind, name, [k for k in kind.criteria
+                                                                 if CRITERIA[k].question in (criteria or ())], preference)
+    crop_px = dict(kind.crops).get(crop)
     if crop_px is None:
-        raise gr.Error("Pick a case size.")
+        raise gr.Error("Pick a case size: " + ", ".join(label for label, _ in kind.crops) + ".")
+    study_settings = kind.settings_from(iterations, text)
     try:
-        iterations = int(iterations)
         count = int(count)
     except (TypeError, ValueError):
-        raise gr.Error("The number of cases and the iterations must be whole numbers.") from None
-    if not 10 <= iterations <= 500:
-        raise gr.Error("Training iterations per case must be between 10 and 500.")
+        raise gr.Error("The number of cases must be a whole number.") from None
     if source == SOURCES[0]:
         if not 1 <= count <= 40:
             raise gr.Error("Ask for 1 to 40 bundled cases.")
@@ -95,12 +93,14 @@ def create(name, kind_title, source, files, count, crop, iterations, criteria, p
         origin = {"type": "upload", "crop": crop_px}
     else:
         raise gr.Error("Pick where the cases come from.")
-    estimate = sum(kind.estimate_seconds(c.shape, {"iterations": iterations}) for c in cases)
+    estimate = sum(kind.estimate_seconds(c.shape, study_settings) for c in cases)
     if estimate > MAX_PREPARE_S:
+        less = "fewer cases" + (", smaller tiles" if len(kind.crops) > 1 else "") + (
+            f" or a lower '{kind.number_setting.label}'" if kind.number_setting else "")
         raise gr.Error(f"Preparing {len(cases)} cases would take about {estimate / 60:.0f} min of shared compute "
-                       f"(limit {MAX_PREPARE_S // 60} min): ask for fewer cases, fewer iterations or smaller tiles.")
+                       f"(limit {MAX_PREPARE_S // 60} min): ask for {less}.")
     design = StudyDesign(name=name, kind=kind.key, variants=tuple(v.key for v in kind.variants), criteria=criteria_keys,
-                         preference=preference, source=origin, settings={**kind.default_settings, "iterations": iterations},
+                         preference=preference, source=origin, settings=study_settings,
                          keep_images=bool(keep_images))
     store = _store()
     with stopwatch() as elapsed:
@@ -117,19 +117,39 @@ def create(name, kind_title, source, files, count, crop, iterations, criteria, p
     return status, code, code
 
 
-def estimate_text(kind_title, source, count, crop, iterations) -> str:
+def estimate_text(kind_title, source, count, crop, iterations, text=None) -> str:
     """The warning shown before anything runs: how long preparing the bundled cases will take."""
     kind = _kinds().get(kind_title)
     if kind is None or source != SOURCES[0]:
         return "Preparing computes every version of every case once; the time is stated before it starts."
     try:
-        shapes = [c.shape for c in kind.bundled_cases(int(count), CROPS.get(crop, 64))]
+        crop_px = dict(kind.crops).get(crop, kind.crops[0][1])
+        shapes = (kind.bundled_shapes(int(count), crop_px) if kind.bundled_shapes else
+                  [c.shape for c in kind.bundled_cases(int(count), crop_px)])
+        study_settings = kind.settings_from(iterations, text if text else getattr(kind.text_setting, "default", None))
     except Exception:  # an impossible combination: the Create button says why
         return ""
-    seconds = sum(kind.estimate_seconds(shape, {"iterations": int(iterations)}) for shape in shapes)
+    seconds = sum(kind.estimate_seconds(shape, study_settings) for shape in shapes)
     limit = "" if seconds <= MAX_PREPARE_S else f" That is over the {MAX_PREPARE_S // 60} min limit: ask for less."
     return (f"Preparing {len(shapes)} cases x {len(kind.variants)} versions takes about {seconds:.0f} s on a free CPU "
             f"thread (longer while others use the machine), once; reading is then instant.{limit}")
+
+
+def kind_controls(kind_title):
+    """The set-up controls for the chosen kind of study: its questions, case sizes, files and settings."""
+    kind = _kinds().get(kind_title)
+    if kind is None:
+        return [gr.skip()] * 6
+    questions = [CRITERIA[k].question for k in kind.criteria]
+    crops = [label for label, _ in kind.crops]
+    number, text = kind.number_setting, kind.text_setting
+    return (gr.update(choices=questions, value=questions[:MAX_CRITERIA]),
+            gr.update(choices=crops, value=crops[min(1, len(crops) - 1)]),
+            gr.update(label=kind.files_label, file_types=list(kind.file_types)),
+            gr.update(visible=number is not None, **({} if number is None else dict(
+                minimum=number.low, maximum=number.high, step=number.step, value=number.default, label=number.label))),
+            gr.update(visible=text is not None, **({} if text is None else dict(value=text.default, label=text.label))),
+            gr.update(label=f"Bundled {kind.unit}"))
 
 
 # --- reader: start, rate ------------------------------------------------------------------------
@@ -143,7 +163,7 @@ def _zoom(image):
     import numpy as np
 
     factor = max(1, DISPLAY_PX // max(image.shape[:2]))
-    return np.kron(image, np.ones((factor, factor), image.dtype)) if factor > 1 else image
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1) if factor > 1 else image
 
 
 def _hidden_item():
@@ -180,11 +200,14 @@ def _render(item, view, study_code, reader):
 
 @friendly("Opening the study")
 def start(study_code, reader, window, view, progress=gr.Progress()):
-    """The reader's next unrated case in their own order (where they left off)."""
+    """The reader's next unrated case in their own order (where they left off), and the displays
+    this study's kind of images offers."""
     code = _code(study_code)
     store = _store()
+    kind = reading.study_kind(store, code)
+    window = reading.window_for(kind, window)
     item = reading.next_item(store, code, reader, window, _progress(progress))
-    return _render(item, view, code, str(reader).strip())
+    return (*_render(item, view, code, str(reader).strip()), gr.update(choices=list(kind.windows), value=window))
 
 
 @friendly("Saving the ratings")
@@ -271,25 +294,31 @@ def build() -> None:
         with gr.Row():
             name = gr.Textbox(label="Study name", placeholder="Low-dose CT denoising, March", elem_id="study-name")
             kind = gr.Dropdown(list(kinds), value=next(iter(kinds)), label="Cases", elem_id="study-kind")
+        first = kinds[next(iter(kinds))]
         with gr.Row():
             source = gr.Radio(list(SOURCES), value=SOURCES[0], label="Where the cases come from", elem_id="study-source")
-            count = gr.Slider(1, 40, 10, step=1, label="Bundled cases", elem_id="study-count")
-            crop = gr.Dropdown(list(CROPS), value="64 px tiles", label="Case size (tiles are cut from the slices)",
-                               elem_id="study-crop")
-        files = gr.File(label="Your cases: CT files (DICOM, 16-bit PNG/TIFF as HU+1024, .npy in HU), one case per "
-                              "slice; a multi-frame DICOM or 3-D .npy gives one case per frame; only the pixels are used", file_count="multiple",
-                        file_types=[".dcm", ".dicom", ".ima", ".png", ".tif", ".tiff", ".npy"], elem_id="study-files")
+            count = gr.Slider(1, 40, 10, step=1, label=f"Bundled {first.unit}", elem_id="study-count")
+            crop = gr.Dropdown([label for label, _ in first.crops], value=first.crops[min(1, len(first.crops) - 1)][0],
+                               label="Case size (tiles are cut from the images)", elem_id="study-crop")
+        files = gr.File(label=first.files_label, file_count="multiple", file_types=list(first.file_types),
+                        elem_id="study-files")
+        number, text_setting = first.number_setting, first.text_setting
         with gr.Row():
-            iterations = gr.Slider(10, 500, CT.default_settings["iterations"], step=10,
-                                   label="Training iterations per case for the trained method", elem_id="study-iterations")
-            criteria = gr.CheckboxGroup([c.question for c in CRITERIA.values()], value=[c.question for c in CRITERIA.values()],
-                                        label="Questions (each 1-5)", elem_id="study-criteria")
+            iterations = gr.Slider(number.low if number else 0, number.high if number else 1,
+                                   number.default if number else 0, step=number.step if number else 1,
+                                   label=number.label if number else "", visible=number is not None,
+                                   elem_id="study-iterations")
+            text = gr.Textbox(text_setting.default if text_setting else "", label=text_setting.label if text_setting else "",
+                              visible=text_setting is not None, max_lines=1, elem_id="study-text")
+            questions = [CRITERIA[k].question for k in first.criteria]
+            criteria = gr.CheckboxGroup(questions, value=questions[:MAX_CRITERIA],
+                                        label=f"Questions (each 1-5; at most {MAX_CRITERIA})", elem_id="study-criteria")
         with gr.Row():
             preference = gr.Checkbox(True, label="Also ask which version the reader prefers", elem_id="study-preference")
             keep = gr.Checkbox(False, label="Keep the de-identified case pixels (so reading survives a server restart)",
                                elem_id="study-keep")
-        estimate = gr.Markdown(estimate_text(next(iter(kinds)), SOURCES[0], 10, "64 px tiles",
-                                             CT.default_settings["iterations"]),
+        estimate = gr.Markdown(estimate_text(next(iter(kinds)), SOURCES[0], 10, crop.value,
+                                             iterations.value, text.value),
                                elem_id="study-estimate", elem_classes="studio-params")
         create_btn = gr.Button("Create study and prepare its images", variant="primary", elem_id="study-create")
         create_status = gr.Markdown(elem_id="study-create-status", elem_classes="studio-status")
@@ -297,7 +326,7 @@ def build() -> None:
         with gr.Row():
             code = gr.Textbox(label="Study code", elem_id="study-code")
             reader = gr.Textbox(label="Your reader code (not your name)", placeholder="R1", elem_id="study-reader")
-            window = gr.Dropdown(list(CT.windows), value=CT.windows[0], label="Window (same for every image)",
+            window = gr.Dropdown(list(first.windows), value=first.windows[0], label="Display (same for every image)",
                                  elem_id="study-window")
             view = gr.Radio(list(VIEWS), value=VIEWS[0], label="View", elem_id="study-view")
         start_btn = gr.Button("Start or resume", variant="primary", elem_id="study-start")
@@ -327,13 +356,15 @@ def build() -> None:
         downloads = gr.File(label="Ratings (CSV) and iMRMC input files", file_count="multiple", interactive=False,
                             elem_id="study-downloads")
 
-    for control in (kind, source, count, crop, iterations):
-        control.change(estimate_text, [kind, source, count, crop, iterations], estimate, api_name=False,
+    kind.change(kind_controls, kind, [criteria, crop, files, iterations, text, count], api_name=False,
+                show_progress="hidden", **LIGHT)
+    for control in (kind, source, count, crop, iterations, text):
+        control.change(estimate_text, [kind, source, count, crop, iterations, text], estimate, api_name=False,
                        show_progress="hidden", **LIGHT)
     shown = [note, *images, *columns, *radios, single, flip_pick, prefer, save_btn, state]
-    create_btn.click(create, [name, kind, source, files, count, crop, iterations, criteria, preference, keep],
+    create_btn.click(create, [name, kind, source, files, count, crop, iterations, criteria, preference, keep, text],
                      [create_status, code, owner_code], api_name="study_create", **HEAVY)
-    start_btn.click(start, [code, reader, window, view], shown, api_name="study_start", **LIGHT)
+    start_btn.click(start, [code, reader, window, view], [*shown, window], api_name="study_start", **LIGHT)
     save_btn.click(rate, [*radios, prefer, window, view, state], shown, api_name="study_rate", **LIGHT)
     flip_pick.change(flip, [flip_pick, state], single, api_name=False, show_progress="hidden")
     view.change(switch_view, [view, state], [*images, single, flip_pick], api_name=False, show_progress="hidden")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from studio.study.design import StudyKind, Variant
+from studio.study.design import CT_CROPS, IMAGE_QUALITY, NumberSetting, StudyKind, Variant
 
 KEY = "ct"
 VARIANTS = (
@@ -148,4 +148,12 @@ CT = StudyKind(
     default_settings={"iterations": DEFAULT_ITERATIONS},
     settings_note=settings_note,
     estimate_seconds=estimate_seconds,
+    criteria=IMAGE_QUALITY,
+    crops=CT_CROPS,
+    files_label=("Your cases: CT files (DICOM, 16-bit PNG/TIFF as HU+1024, .npy in HU), one case per slice; a "
+                 "multi-frame DICOM or 3-D .npy gives one case per frame; only the pixels are used"),
+    file_types=(".dcm", ".dicom", ".ima", ".png", ".tif", ".tiff", ".npy"),
+    number_setting=NumberSetting("iterations", "Training iterations per case for the trained method", 10, 500, 10,
+                                 DEFAULT_ITERATIONS),
+    unit="slices",
 )

@@ -44,11 +44,58 @@ class Criterion:
     high: str  # what 5 means
 
 
+# every criterion any kind may ask; a kind names the ones its readers see (`StudyKind.criteria`)
 CRITERIA = {
     "noise": Criterion("noise", "Noise", "1 = severe noise", "5 = no visible noise"),
     "sharpness": Criterion("sharpness", "Sharpness of edges and detail", "1 = very blurred", "5 = sharp"),
     "acceptability": Criterion("acceptability", "Diagnostic acceptability", "1 = unacceptable", "5 = fully acceptable"),
+    "coverage": Criterion("coverage", "How much of the hidden object the mask covers", "1 = misses it",
+                          "5 = all of it"),
+    "background": Criterion("background", "Background left unmarked", "1 = much background marked", "5 = none marked"),
+    "boundary": Criterion("boundary", "Boundary follows the object's outline", "1 = a blob", "5 = exact outline"),
+    "fidelity": Criterion("fidelity", "Faithful to the still image", "1 = unrecognisable", "5 = the same picture"),
+    "motion": Criterion("motion", "Motion as asked", "1 = none or wrong", "5 = clearly as asked"),
+    "steadiness": Criterion("steadiness", "Steady from frame to frame", "1 = flickers or melts", "5 = steady"),
 }
+IMAGE_QUALITY = ("noise", "sharpness", "acceptability")
+CT_CROPS = (("Whole slice", 0), ("64 px tiles", 64), ("96 px tiles", 96), ("128 px tiles", 128))
+
+
+@dataclass(frozen=True)
+class NumberSetting:
+    """One number the study owner sets for every case (e.g. training iterations of a trained method)."""
+
+    key: str
+    label: str
+    low: float
+    high: float
+    step: float
+    default: float
+
+    def check(self, value) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise BadInput(f"{self.label}: give a number.") from None
+        if not np.isfinite(number) or not self.low <= number <= self.high:
+            raise BadInput(f"{self.label} must be between {self.low:g} and {self.high:g}.")
+        return int(number) if float(self.step).is_integer() else number
+
+
+@dataclass(frozen=True)
+class TextSetting:
+    """One short text the study owner sets for every case (e.g. the prompt a generator is given)."""
+
+    key: str
+    label: str
+    default: str
+    max_chars: int = 120
+
+    def check(self, value) -> str:
+        text = " ".join(str(value or "").split())
+        if not text or len(text) > self.max_chars or not text.isprintable():
+            raise BadInput(f"{self.label}: give 1 to {self.max_chars} printable characters.")
+        return text
 
 
 @dataclass(frozen=True)
@@ -70,6 +117,26 @@ class StudyKind:
     settings_note: Callable[[dict], str] = lambda settings: ""
     # (case shape, settings) -> seconds to prepare one case on one free CPU thread (for the bound and the warning)
     estimate_seconds: Callable[[tuple, dict], float] = lambda shape, settings: 1.0
+    criteria: tuple[str, ...] = IMAGE_QUALITY  # keys of CRITERIA the owner may ask
+    # (label, crop px) choices of case size; 0 = the whole image
+    crops: tuple[tuple[str, int], ...] = (("Whole image", 0),)
+    files_label: str = "Your cases, one image per case"
+    file_types: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+    number_setting: NumberSetting | None = None
+    text_setting: TextSetting | None = None
+    unit: str = "cases"  # what the bundled cases are called in the set-up line
+    # (count, crop) -> the bundled cases' shapes without making them (for the estimate shown before
+    # anything runs, where making them is slow); None: make them
+    bundled_shapes: Callable[[int, int], list] | None = None
+
+    def settings_from(self, number=None, text=None) -> dict:
+        """The design's settings: the kind's defaults with the owner's checked values."""
+        out = dict(self.default_settings)
+        if self.number_setting is not None:
+            out[self.number_setting.key] = self.number_setting.check(number)
+        if self.text_setting is not None:
+            out[self.text_setting.key] = self.text_setting.check(text)
+        return out
 
     def variant(self, key: str) -> Variant:
         return next(v for v in self.variants if v.key == key)
@@ -105,9 +172,11 @@ def check_design(kind: StudyKind, name, criteria, preference) -> tuple[str, tupl
     name = str(name or "").strip()
     if not 1 <= len(name) <= 80:
         raise BadInput("Give the study a name (up to 80 characters).")
-    criteria = tuple(c for c in CRITERIA if c in (criteria or ()))
+    criteria = tuple(c for c in kind.criteria if c in (criteria or ()))
     if not criteria and not preference:
         raise BadInput("Pick at least one question to rate, or ask for a preference.")
+    if len(criteria) > MAX_CRITERIA:
+        raise BadInput(f"Pick at most {MAX_CRITERIA} questions.")
     if not 2 <= len(kind.variants) <= MAX_VARIANTS:
         raise BadInput(f"A study compares 2 to {MAX_VARIANTS} variants.")
     return name, criteria, bool(preference)

@@ -143,6 +143,16 @@ def variants_of(store: StudyStore, kind: StudyKind, study_id: str, case: str, pr
     return entry["variants"]
 
 
+def window_for(kind: StudyKind, window: str | None) -> str:
+    """The display the reader asked for, or the kind's first one when it has no such display (a
+    reader's choice may come from another kind of study)."""
+    return window if window in kind.windows else kind.windows[0]
+
+
+def study_kind(store: StudyStore, study_id: str) -> StudyKind:
+    return get_kind(store.study(study_id)[0].kind)
+
+
 def next_item(store: StudyStore, study_id: str, reader_id: str, window: str,
               progress: Progress = None) -> BlindedItem | None:
     """The first case of this reader's order they have not rated (None when all are done)."""
@@ -156,6 +166,7 @@ def next_item(store: StudyStore, study_id: str, reader_id: str, window: str,
         return None
     case = plan.order[position]
     variants = variants_of(store, kind, study_id, case, progress)
+    window = window_for(kind, window)
     letters = LETTERS[:len(design.variants)]
     images = tuple(kind.display(variants[key], window) for key in plan.letters[position])
     return BlindedItem(position, len(hashes), len(done), case, tuple(letters), images,

@@ -75,7 +75,10 @@ def test_reading_needs_a_known_study_and_a_reader_code_and_results_need_the_owne
                         ((code, "Dr No"), "reader code")):
         with pytest.raises(gr.Error, match=words):
             tab.start(*args, "plain", tab.VIEWS[0])
-    out = tab.start(code, "R1", "plain", tab.VIEWS[0])
+    # a display another kind offers falls back to this kind's own, and the reader's list follows the study
+    out = tab.start(code, "R1", "Mask alone", tab.VIEWS[0])
+    *out, window = out
+    assert window["choices"] == ["plain"] and window["value"] == "plain"
     assert "Case 1 of 10" in out[0] and out[-1]["letters"] == tuple("ABCD")
     # another window redraws the same case's images and leaves the ticked ratings alone
     redrawn = tab.rewindow("plain", tab.VIEWS[0], out[-1])
@@ -85,3 +88,46 @@ def test_reading_needs_a_known_study_and_a_reader_code_and_results_need_the_owne
         tab.results(code, "not the key")
     text, plot, files = tab.results(code, owner)
     assert "No ratings yet" in text and plot is None and files == []
+
+
+def test_each_kind_brings_its_own_questions_case_sizes_files_and_settings():
+    from studio.study.fgsa import FGSA
+    from studio.study.i2v import I2V
+
+    kinds = tab._kinds()
+    assert {tab.CT.title, FGSA.title, I2V.title} <= set(kinds)
+    questions, crops, files, number, text, count = tab.kind_controls(FGSA.title)
+    assert questions["choices"] == ["How much of the hidden object the mask covers", "Background left unmarked",
+                                    "Boundary follows the object's outline"]
+    assert crops["choices"] == ["Whole image"] and number["visible"] is False and text["visible"] is False
+    assert ".npy" not in files["file_types"] and "held-out scenes" in count["label"]
+    questions, crops, files, number, text, count = tab.kind_controls(I2V.title)
+    assert "Motion as asked" in questions["choices"] and text["visible"] and text["value"] == "moving right"
+    questions, crops, files, number, text, count = tab.kind_controls(tab.CT.title)
+    assert "Noise" in questions["choices"] and number["visible"] and number["value"] == 100 and "64 px tiles" in crops["choices"]
+    # the estimate for FGSA's scenes is stated without making them
+    assert "about 20 s" in tab.estimate_text(FGSA.title, tab.SOURCES[0], 10, "Whole image", 0, None)
+
+
+@pytest.mark.parametrize("changes, words", [
+    (dict(crop="64 px tiles"), "Pick a case size: Whole image"),
+    (dict(criteria=["Noise"], preference=False), "at least one question"),
+])
+def test_a_camouflage_study_refuses_what_its_kind_does_not_have(tmp_path, monkeypatch, changes, words):
+    from studio.study.fgsa import FGSA
+
+    monkeypatch.setenv("STUDIO_STUDY_DB", str(tmp_path / "s.sqlite"))
+    with device.recording_calls() as calls, pytest.raises(gr.Error, match=words):
+        tab.create(**create_row(**{"kind_title": FGSA.title, "crop": "Whole image", **changes}))
+    assert not calls
+
+
+def test_a_video_study_needs_a_prompt(tmp_path, monkeypatch):
+    from studio.study.i2v import I2V
+
+    monkeypatch.setenv("STUDIO_STUDY_DB", str(tmp_path / "s.sqlite"))
+    for text in ("", "x" * 500, "moving\x00right"):
+        with device.recording_calls() as calls, pytest.raises(gr.Error, match="Prompt for every case"):
+            tab.create(**create_row(kind_title=I2V.title, crop="Whole image", text=text,
+                                    criteria=["Motion as asked"]))
+        assert not calls
