@@ -25,6 +25,7 @@ TAB_MODULES: list[str] = [
     "tabs.mma",
     "tabs.glare",
     "tabs.vispec",
+    "tabs.das",
     "tabs.study",
 ]
 

@@ -19,35 +19,10 @@ import torch
 from torch import nn
 
 from adapters.mma.config import MMAConfig
+from adapters.vlm.adapter import RouterAdapter
 
 TEXT, IMAGE = 0, 1
 ROUTES = ("auto", "text", "image")
-
-
-class RouterAdapter(nn.Module):
-    def __init__(self, dim: int, rank: int, scale: float, routed: bool, dropout: float = 0.1):
-        super().__init__()
-        self.scale, self.routed = scale, routed
-        self.down = nn.Linear(dim, rank)
-        self.up = nn.ModuleList(nn.Linear(rank, dim) for _ in range(2 if routed else 1))
-        self.router = nn.Linear(dim, 2) if routed else None
-        self.dropout = nn.Dropout(dropout)
-        nn.init.xavier_uniform_(self.down.weight)
-        nn.init.zeros_(self.down.bias)
-        for up in self.up:
-            nn.init.zeros_(up.weight)
-            nn.init.zeros_(up.bias)
-
-    def route(self, h_modality: torch.Tensor, temperature: float) -> torch.Tensor:
-        """B x D state of the modality token -> B x 2 path weights."""
-        return torch.softmax(self.router(h_modality).float() / temperature, dim=-1)
-
-    def forward(self, h: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-        z = self.dropout(self.down(h))
-        if not self.routed:
-            return h + self.scale * self.up[0](z)
-        w = weights.to(h.dtype)
-        return h + self.scale * (w[:, 0, None, None] * self.up[0](z) + w[:, 1, None, None] * self.up[1](z))
 
 
 @dataclass

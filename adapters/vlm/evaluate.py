@@ -46,9 +46,10 @@ def question_items(scenes, per_type: int | None = None) -> list[tuple[int, objec
 
 @torch.no_grad()
 def vqa_accuracy(vlm, patches: torch.Tensor, items, *, with_image: bool = True, answer_fn=None,
-                 batch: int = 16, max_new: int = 4) -> dict:
+                 batch: int = 16, max_new: int = 4, predictions: list | None = None) -> dict:
     """Greedy exact-match accuracy (first word) per question type and overall, with the number of
-    questions. ``answer_fn(questions, patch_list, max_new)`` replaces ``vlm.answer`` (an adapted
+    questions. ``predictions`` (a list) receives each item's (normalised open answer, closed-set
+    choice), in item order. ``answer_fn(questions, patch_list, max_new)`` replaces ``vlm.answer`` (an adapted
     model); ``with_image=False`` withholds the image (the text-only prior of the same model)."""
     hits: dict[str, list[int]] = defaultdict(list)
     chosen: dict[str, list[int]] = defaultdict(list)
@@ -60,9 +61,13 @@ def vqa_accuracy(vlm, patches: torch.Tensor, items, *, with_image: bool = True, 
         first: list = []
         outs = answer_fn([qa.question for _, qa in chunk], plist, max_new, first)
         for b, ((_, qa), ids) in enumerate(zip(chunk, outs)):
-            hits[qa.kind].append(int(correct(vlm.decode(ids), qa.answer)))
+            said = vlm.decode(ids)
+            hits[qa.kind].append(int(correct(said, qa.answer)))
             scores = first[0][b, first_ids[qa.kind]]
-            chosen[qa.kind].append(int(ANSWER_SETS[qa.kind][int(scores.argmax())] == qa.answer))
+            choice = ANSWER_SETS[qa.kind][int(scores.argmax())]
+            chosen[qa.kind].append(int(choice == qa.answer))
+            if predictions is not None:
+                predictions.append((normalise(said), choice))
     table = {kind: {"accuracy": sum(v) / len(v), "choice": sum(chosen[kind]) / len(v), "n": len(v)}
              for kind in QUESTION_TYPES if (v := hits.get(kind))}
     every = [x for v in hits.values() for x in v]
