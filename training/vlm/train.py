@@ -11,7 +11,9 @@ and shape-count compositions never rendered for training). The frozen vision fea
 change, so they are computed once and cached (training/checkpoints/vlm/, git-ignored). One CPU
 thread; a checkpoint every few minutes; ``projector`` resumes from the last one. The CPU seconds of
 every stage go to assets/mma/vlm_training_log.json. The LM runs under bfloat16 autocast while
-training (measured ~1.5x faster here); evaluation and the app run it in float32.
+training (measured ~1.5x faster on the CPU the bundled projector was trained on, which has native bfloat16;
+on an AVX2-only CPU a bfloat16 matmul measured about 40x slower than float32, so the MMA and DAS scripts
+train in float32); evaluation and the app run it in float32.
 """
 from __future__ import annotations
 
