@@ -10,7 +10,7 @@ import torch
 
 from adapters.common.errors import BadInput
 from adapters.glare import config, data, heads
-from adapters.glare.modeling import GlareConfig, Student, Teacher, UniAdapter, build, info_nce, ssl_losses, undo_dihedral
+from adapters.glare.modeling import GlareConfig, Student, Teacher, UniAdapter, build, info_nce, info_nce_other_tiles, ssl_losses, undo_dihedral
 from adapters.glare.testing import SIZE, TINY, views
 
 
@@ -74,6 +74,20 @@ def test_local_and_regional_losses_reward_the_right_correspondence():
 def test_info_nce_is_low_for_matching_rows():
     keys = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
     assert info_nce(keys, keys, 0.1) < info_nce(keys, keys.roll(1, 0), 0.1)
+
+
+def test_other_tiles_negatives_never_push_apart_patches_of_the_same_tile():
+    # every patch of a tile is the same vector (one land cover): within-tile negatives make the
+    # task impossible (loss log n), other-tile negatives leave it easy
+    b, n = 4, 16
+    tiles = torch.nn.functional.normalize(torch.eye(b, 8)[:, None, :].expand(b, n, 8).clone(), dim=-1)
+    within = float(info_nce(tiles, tiles, 0.1))
+    across = float(info_nce_other_tiles(tiles, tiles, 0.1))
+    assert within == pytest.approx(np.log(n), abs=1e-4)
+    assert across < 0.01  # log(1 + 48 e^-10): only the other tiles, orthogonal, compete
+    # with distinct vectors everywhere the two agree on a perfect match being easy
+    distinct = torch.nn.functional.normalize(torch.eye(b * n).reshape(b, n, b * n), dim=-1)
+    assert float(info_nce_other_tiles(distinct, distinct, 0.1)) < 0.01
 
 
 def test_teacher_attention_maps_are_distributions_and_match_the_block():
