@@ -22,6 +22,26 @@ def save_bundled(directory: str | os.PathLike, tensors: Mapping[str, Any], confi
     (directory / f"{name}.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
+def save_with_header(path: str | os.PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, str]) -> None:
+    """One safetensors file with string ``metadata`` in its header, written to a temporary name and
+    renamed, so a reader never sees half a file."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=dict(metadata))
+    tmp.replace(path)
+
+
+def read_header(path: str | os.PathLike) -> dict[str, str]:
+    """The header metadata of a safetensors file ({} when it has none), without reading tensors."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return dict(handle.metadata() or {})
+
+
 def read_bundled(directory: str | os.PathLike, name: str = "model") -> tuple[dict, dict]:
     """The tensors and config written by `save_bundled`."""
     from safetensors.torch import load_file

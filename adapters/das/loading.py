@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from adapters.common.weights import count_safetensors_params, resolve_file
+from adapters.common.weights import count_safetensors_params, read_header, resolve_file, save_with_header
 from adapters.das.config import DASConfig
 from adapters.das.modeling import DAS, SkipState, attach
 from adapters.vlm.model import VisionLanguageModel, load_vlm, private_lm
@@ -46,22 +46,13 @@ def wrap(vlm: VisionLanguageModel, das: DAS, name: str, info: dict | None = None
 
 
 def save_das(das: DAS, path: str | Path, info: dict | None = None) -> None:
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in das.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata={"config": das.config.to_json(), "info": json.dumps(info or {})})
-    tmp.replace(path)
+    save_with_header(path, das.state_dict(), {"config": das.config.to_json(), "info": json.dumps(info or {})})
 
 
 def load_das(path: str | Path) -> tuple[DAS, dict]:
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata()
+    meta = read_header(path)
     das = DAS(DASConfig.from_json(meta["config"]))
     das.load_state_dict(load_file(str(path)))
     return das.eval().requires_grad_(False), json.loads(meta.get("info", "{}"))

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from adapters.common.errors import BadInput
-from adapters.common.weights import count_safetensors_params, resolve_file
+from adapters.common.weights import count_safetensors_params, read_header, resolve_file
 from adapters.kangaroo.config import DEFAULT_EXIT
 from adapters.kangaroo.modeling import KangarooAdapter, load_adapters, load_draft_vocab
 from adapters.speculative.codec import TextCodec, hf_codec
@@ -73,11 +73,7 @@ def default_exit(exits) -> int:
 
 def adapter_exits(path: Path) -> list[int]:
     """The exit layers an adapter file holds, from its header."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata() or {}
-    return [int(x) for x in meta.get("exits", "").split(",") if x]
+    return [int(x) for x in read_header(path).get("exits", "").split(",") if x]
 
 
 def header_param_counts(directory: Path) -> tuple[int, int]:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from adapters.common.contract import Progress
 from adapters.common.errors import BadInput
-from adapters.common.weights import load_strict
+from adapters.common.weights import load_strict, read_header
 from adapters.speculative.decoded import Decoded
 from adapters.speculative.engine import (
     Drafter,
@@ -126,11 +126,9 @@ def load_draft_vocab(path: Path) -> torch.Tensor | None:
 
 
 def load_adapters(path: Path, model: nn.Module) -> dict[int, KangarooAdapter]:
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata() or {}
+    meta = read_header(path)
     if meta.get("format") != ADAPTER_FORMAT:
         raise BadInput(f"{Path(path).name} is not a Kangaroo adapter file (format {meta.get('format')!r}).")
     tensors = load_file(str(path))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from adapters.common.weights import count_safetensors_params, resolve_file
+from adapters.common.weights import count_safetensors_params, read_header, resolve_file, save_with_header
 from adapters.mma.config import MMAConfig
 from adapters.mma.modeling import MMA, RoutingState, attach
 from adapters.vlm.model import VisionLanguageModel, load_vlm, private_lm
@@ -62,24 +62,15 @@ PROJECTOR_PREFIX = "projector."
 
 
 def save_mma(mma: MMA, projector: Projector, path: str | Path, extra: dict[str, str] | None = None) -> None:
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in mma.state_dict().items()}
-    state |= {PROJECTOR_PREFIX + k: v.detach().contiguous() for k, v in projector.state_dict().items()}
+    state = dict(mma.state_dict()) | {PROJECTOR_PREFIX + k: v for k, v in projector.state_dict().items()}
     meta = {"config": mma.config.to_json(), "projector": json.dumps(projector.config.to_dict())}
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata=meta | dict(extra or {}))
-    tmp.replace(path)
+    save_with_header(path, state, meta | dict(extra or {}))
 
 
 def load_mma(path: str | Path) -> tuple[MMA, Projector]:
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata()
+    meta = read_header(path)
     state = load_file(str(path))
     mma = MMA(MMAConfig.from_json(meta["config"]))
     mma.load_state_dict({k: v for k, v in state.items() if not k.startswith(PROJECTOR_PREFIX)})

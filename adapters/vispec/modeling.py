@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from adapters.common.weights import load_strict, read_header, save_with_header
 from adapters.speculative.engine import FeatureDrafter, LayerRunner, rms_norm
 from adapters.vispec.config import DraftConfig
 
@@ -364,23 +365,13 @@ def draft_loss(draft: ViSpecDraft, lm: nn.Module, head_t: torch.Tensor, index: t
 def save_draft(draft: ViSpecDraft, draft_vocab: torch.Tensor, path: str | Path, extra: dict[str, str] | None = None,
                dtype: torch.dtype = torch.float16) -> None:
     """Weights (stored in ``dtype``), the trimmed vocabulary and the config in the header."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(dtype).contiguous() for k, v in draft.state_dict().items()}
-    state[DRAFT_VOCAB_KEY] = draft_vocab.to(torch.int64).contiguous()
-    meta = {"format": DRAFT_FORMAT, "config": draft.config.to_json()} | dict(extra or {})
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    tmp.replace(path)
+    state = {k: v.to(dtype) for k, v in draft.state_dict().items()}
+    state[DRAFT_VOCAB_KEY] = draft_vocab.to(torch.int64)
+    save_with_header(path, state, {"format": DRAFT_FORMAT, "config": draft.config.to_json()} | dict(extra or {}))
 
 
 def draft_config_of(path: str | Path) -> DraftConfig:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata() or {}
+    meta = read_header(path)
     if meta.get("format") != DRAFT_FORMAT:
         raise ValueError(f"{Path(path).name} is not a ViSpec draft file")
     return DraftConfig.from_json(meta["config"])
@@ -388,8 +379,6 @@ def draft_config_of(path: str | Path) -> DraftConfig:
 
 def load_draft(path: str | Path) -> tuple[ViSpecDraft, torch.Tensor]:
     from safetensors.torch import load_file
-
-    from adapters.common.weights import load_strict
 
     state = load_file(str(path))
     vocab = state.pop(DRAFT_VOCAB_KEY)

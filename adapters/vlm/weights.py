@@ -4,29 +4,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from adapters.common.weights import read_header, save_with_header
 from adapters.vlm.modeling import Projector, ProjectorConfig
 
 PROJECTOR_FILE = "vlm_projector.safetensors"
 
 
 def save_projector(projector: Projector, path: str | Path, extra: dict[str, str] | None = None) -> None:
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"config": json.dumps(projector.config.to_dict())} | dict(extra or {})
-    state = {k: v.detach().contiguous() for k, v in projector.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    tmp.replace(path)
+    save_with_header(path, projector.state_dict(), {"config": json.dumps(projector.config.to_dict())} | dict(extra or {}))
 
 
 def projector_config(path: str | Path) -> ProjectorConfig:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata() or {}
-    return ProjectorConfig(**json.loads(meta["config"]))
+    return ProjectorConfig(**json.loads(read_header(path)["config"]))
 
 
 def load_projector(path: str | Path) -> Projector:
