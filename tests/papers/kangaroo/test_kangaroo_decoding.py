@@ -94,7 +94,7 @@ def test_fused_layers_and_adapter_compute_what_the_modules_compute(model, traine
     fused, plain = LayerRunner(model, 16), LayerRunner(model, 16)
     plain.fused = [None] * plain.num_layers
     assert all(f is not None for f in fused.fused)
-    assert fused.head_weight_t is not None
+    assert fused.head_linear is not None
     adapter = trained[2]
     fused_adapter = FusedAdapter(adapter, fused.num_layers)
     caches = KangarooCache(fused.num_layers + 1, 16), KangarooCache(plain.num_layers + 1, 16)
@@ -268,3 +268,32 @@ def test_a_trimmed_draft_head_stays_lossless_and_drafts_only_its_tokens(model, t
             assert all(t % 2 == 0 for t, s in zip(out.tokens, out.sources) if s == "draft")
             drafted += out.drafted
     assert drafted > 0
+
+
+def test_fast_linear_layouts_compute_the_linear_map_in_float32():
+    """On a CPU a float32 weight runs as an input-major matmul for one row and through a pre-packed
+    oneDNN weight for several; both must be the same map as `F.linear` (to float32 rounding), with
+    and without a bias, for 2-D and 3-D inputs, and follow the weight when it changes."""
+    import torch.nn.functional as F
+
+    from adapters.speculative.engine import FastLinear, _onednn_linear_available
+
+    generator = torch.Generator().manual_seed(3)
+    for bias in (False, True):
+        linear = torch.nn.Linear(96, 160, bias=bias).requires_grad_(False)
+        fast = FastLinear(linear, "w", lambda: (linear.weight, linear.bias))
+        assert fast.weight_t is not None
+        assert (fast.packed is not None) == _onednn_linear_available()
+        for shape in ((1, 96), (1, 1, 96), (4, 96), (1, 5, 96), (2, 7, 96)):
+            x = torch.randn(*shape, generator=generator)
+            got = fast(x)
+            assert got.shape == (*shape[:-1], 160)
+            torch.testing.assert_close(got, F.linear(x, linear.weight, linear.bias), rtol=1e-5, atol=1e-5)
+        with torch.no_grad():
+            linear.weight.mul_(-2.0)
+        refreshed = FastLinear(linear, "w", lambda: (linear.weight, linear.bias))
+        x = torch.randn(1, 3, 96, generator=generator)
+        torch.testing.assert_close(refreshed(x), F.linear(x, linear.weight, linear.bias), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(refreshed(x[:, :1]), F.linear(x[:, :1], linear.weight, linear.bias), rtol=1e-5, atol=1e-5)
+    half = torch.nn.Linear(8, 8).half()
+    assert FastLinear(half, "w", lambda: (half.weight, half.bias)).weight_t is None  # float32 on a CPU only
