@@ -32,6 +32,7 @@ import torch  # noqa: E402  (after the path set-up above)
 
 from adapters.kangaroo.config import DEFAULT_GAMMA, DEFAULT_THRESHOLD  # noqa: E402
 from adapters.kangaroo.data import instruction_prompts  # noqa: E402
+from adapters.kangaroo.inference import warm  # noqa: E402
 from adapters.kangaroo.modeling import kangaroo_decode  # noqa: E402
 from adapters.speculative.engine import greedy_decode  # noqa: E402
 
@@ -116,6 +117,31 @@ def hf_generate(bundle, encoded: list[list[int]], max_new: int) -> dict:
     return {"ms_per_token": 1e3 * total / count, "identical": same, "prompts": len(encoded)}
 
 
+@torch.inference_mode()
+def pass_cost(model, context: int = 200, sizes=(1, 2, 4, 6), repeats: int = 9) -> dict:
+    """Milliseconds for one pass of n new tokens through every layer and the head after `context`
+    cached tokens, with the runner both decoders use (median of `repeats`): what a verification pass
+    of n tokens costs against one greedy step."""
+    from adapters.speculative.engine import KVCache, LayerRunner
+
+    runner = LayerRunner(model, context + max(sizes) + 1)
+    cache = KVCache(runner.num_layers, runner.max_length)
+    generator = torch.Generator().manual_seed(0)
+    vocab = runner.embed.weight.shape[0]
+    runner.run(runner.embed(torch.randint(0, vocab, (1, context), generator=generator)), 0, 0, runner.num_layers, cache)
+    cost = {}
+    for n in sizes:
+        times = []
+        for _ in range(repeats):
+            x = runner.embed(torch.randint(0, vocab, (1, n), generator=generator))
+            start = time.perf_counter()
+            runner.logits(runner.run(x, context, 0, runner.num_layers, cache)).argmax(-1)
+            times.append(time.perf_counter() - start)
+            cache.crop(context)
+        cost[n] = 1e3 * statistics.median(times)
+    return cost
+
+
 def measure_all(quick: bool = False, threads: int = 1) -> dict:
     from adapters.kangaroo.loading import load_bundled
     from studio.loader import ASSETS
@@ -127,11 +153,13 @@ def measure_all(quick: bool = False, threads: int = 1) -> dict:
         chosen = prompts(4 if quick else 20)
         encoded = [bundle.codec.encode_chat(message) for _, message in chosen]
         settings = settings_for(quick, bundle.default_exit)
+        warm(bundle, encoded[0], bundle.default_exit)
         results = measure(bundle, settings, encoded, MAX_NEW)
         hf = hf_generate(bundle, encoded[: 2 if quick else 6], MAX_NEW)
+        cost = pass_cost(bundle.model)
     finally:
         torch.set_num_threads(previous)
-    return {"results": results, "hf": hf, "prompts": chosen, "threads": threads, "max_new": MAX_NEW,
+    return {"results": results, "hf": hf, "pass_ms": cost, "prompts": chosen, "threads": threads, "max_new": MAX_NEW,
             "num_layers": bundle.num_layers, "draft_vocab": 0 if bundle.draft_vocab is None else len(bundle.draft_vocab)}
 
 
@@ -170,6 +198,7 @@ def build_figures(measured: dict, log: dict, seconds: float, quick: bool) -> dic
     from adapters.common import figures
 
     results, hf, threads = measured["results"], measured["hf"], measured["threads"]
+    cost = {int(n): ms for n, ms in measured["pass_ms"].items()}
     n = len(measured["prompts"])
     speed = figures.table(
         "speed", f"Decoding speed on SmolLM2-135M-Instruct ({n} prompts x up to {measured['max_new']} new tokens, "
@@ -225,12 +254,14 @@ def build_figures(measured: dict, log: dict, seconds: float, quick: bool) -> dic
         "main_tokens_per_pass": f"{main['tokens_per_pass']:.2f}", "main_acceptance": f"{main['acceptance_rate']:.0%}",
         "best_case": best_case, "best_speedup": f"{best['median_speedup']:.2f}x",
         "greedy_ms": f"{ours_ms:.1f}", "hf_ms": f"{hf['ms_per_token']:.1f}",
+        "pass_1_ms": f"{cost[1]:.0f}", "pass_4_ms": f"{cost[4]:.0f}", "pass_4_ratio": f"{cost[4] / cost[1]:.2f}",
+        "pass_costs": ", ".join(f"{n} token{'s' if n > 1 else ''} {ms:.0f} ms" for n, ms in cost.items()),
     }
     data = {
         "main": {"case": main_case, **{k: v for k, v in main.items() if k != "setting"}},
         "speed": {case: {k: v for k, v in r.items() if k != "setting"} for case, r in results.items()},
         "agreement": agreement, "draft_vocab": vocab,
-        "hf_generate": hf, "prompts": [m for _, m in measured["prompts"]],
+        "hf_generate": hf, "pass_ms": cost, "prompts": [m for _, m in measured["prompts"]],
         "training": {k: v for k, v in log.items() if k != "agreement"}, "quick": quick, "text": text,
     }
     command = "python -m bench.kangaroo --write" + (" --quick" if quick else "")
