@@ -142,7 +142,7 @@ def test_bundled_ner_adapter_beats_the_linear_probe_on_held_out_files():
     adapter = type_accuracy(bundle.encoder, bundle.type_head, [(bundle.ner, 1.0)], windows)["token"]
     probe = type_accuracy(bundle.encoder, bundle.probe_head, [], windows)["token"]
     off = type_accuracy(bundle.encoder, bundle.type_head, [], windows)["token"]
-    # measured in the bench on 240 windows: adapter 94.2%, probe 91.8%, adapter head on frozen features 81.4%
+    # measured in the bench on 240 windows: adapter 96.0%, probe 91.8%, adapter head on frozen features 75.5%
     assert adapter > 0.9 and adapter > probe + 0.02 and adapter > off + 0.05
 
 
