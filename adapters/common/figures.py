@@ -42,6 +42,19 @@ def _cell(value: Any) -> Any:
     return value if isinstance(value, (int, str)) or value is None else str(value)
 
 
+def cpu_description() -> str:
+    """The CPU's model name and widest matrix/vector unit (speed ratios on a CPU depend on both: the
+    same bench gave different ratios on an AMX Xeon and an AVX2-only EPYC)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((set(line.split(":", 1)[1].split()) for line in info.splitlines() if line.startswith("flags")), set())
+    unit = next((label for flag, label in (("amx_tile", "AMX"), ("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags), "")
+    return ", ".join(part for part in (name or platform.machine(), unit) if part)
+
+
 def provenance(command: str, seconds: float, machine: str | None = None) -> dict:
     import torch
 
@@ -54,7 +67,7 @@ def provenance(command: str, seconds: float, machine: str | None = None) -> dict
         "command": command,
         "measured": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "git": commit or "unknown",
-        "machine": machine or f"{platform.machine()} CPU, {os.cpu_count()} cores",
+        "machine": machine or f"{cpu_description()}, {os.cpu_count()} cores",
         "torch_threads": torch.get_num_threads(),
         "seconds": round(float(seconds), 1),
     }
