@@ -142,6 +142,31 @@ def pass_cost(model, context: int = 200, sizes=(1, 2, 4, 6), repeats: int = 9) -
     return cost
 
 
+@torch.inference_mode()
+def draft_cost(bundle, context: int = 200, repeats: int = 9) -> float:
+    """Milliseconds for one drafted token at the tab's default exit after `context` cached tokens:
+    the new token through layers 1..k, the adapter and the draft's (trimmed) head, as
+    `speculative_decode` drafts it (median of `repeats`)."""
+    from adapters.kangaroo.modeling import AdapterDrafter
+    from adapters.speculative.engine import KVCache, LayerRunner
+
+    drafter = AdapterDrafter(bundle.adapter(bundle.default_exit), bundle.draft_vocab)
+    runner = LayerRunner(bundle.model, context + 2)
+    cache = KVCache(runner.num_layers + drafter.cache_slots, runner.max_length)
+    drafter.bind(runner, cache)
+    k, vocab = drafter.shared_layers, runner.embed.weight.shape[0]
+    generator = torch.Generator().manual_seed(0)
+    drafter.extend(runner.run(runner.embed(torch.randint(0, vocab, (1, context), generator=generator)), 0, 0, k, cache), 0)
+    times = []
+    for _ in range(repeats):
+        token = torch.randint(0, vocab, (1, 1), generator=generator)
+        start = time.perf_counter()
+        drafter.propose(drafter.extend(runner.run(runner.embed(token), context, 0, k, cache), context))
+        times.append(time.perf_counter() - start)
+        cache.crop(context)
+    return 1e3 * statistics.median(times)
+
+
 def measure_all(quick: bool = False, threads: int = 1) -> dict:
     from adapters.kangaroo.loading import load_bundled
     from studio.loader import ASSETS
@@ -157,10 +182,12 @@ def measure_all(quick: bool = False, threads: int = 1) -> dict:
         results = measure(bundle, settings, encoded, MAX_NEW)
         hf = hf_generate(bundle, encoded[: 2 if quick else 6], MAX_NEW)
         cost = pass_cost(bundle.model)
+        draft_ms = draft_cost(bundle)
     finally:
         torch.set_num_threads(previous)
-    return {"results": results, "hf": hf, "pass_ms": cost, "prompts": chosen, "threads": threads, "max_new": MAX_NEW,
-            "num_layers": bundle.num_layers, "draft_vocab": 0 if bundle.draft_vocab is None else len(bundle.draft_vocab)}
+    return {"results": results, "hf": hf, "pass_ms": cost, "draft_ms": draft_ms, "prompts": chosen, "threads": threads,
+            "max_new": MAX_NEW, "num_layers": bundle.num_layers,
+            "draft_vocab": 0 if bundle.draft_vocab is None else len(bundle.draft_vocab)}
 
 
 def run(quick: bool = False, threads: int = 1) -> list[dict]:
@@ -255,13 +282,14 @@ def build_figures(measured: dict, log: dict, seconds: float, quick: bool) -> dic
         "best_case": best_case, "best_speedup": f"{best['median_speedup']:.2f}x",
         "greedy_ms": f"{ours_ms:.1f}", "hf_ms": f"{hf['ms_per_token']:.1f}",
         "pass_1_ms": f"{cost[1]:.0f}", "pass_4_ms": f"{cost[4]:.0f}", "pass_4_ratio": f"{cost[4] / cost[1]:.2f}",
+        "draft_step_ms": f"{measured['draft_ms']:.1f}", "draft_step_ratio": f"{measured['draft_ms'] / cost[1]:.2f}",
         "pass_costs": ", ".join(f"{n} token{'s' if n > 1 else ''} {ms:.0f} ms" for n, ms in cost.items()),
     }
     data = {
         "main": {"case": main_case, **{k: v for k, v in main.items() if k != "setting"}},
         "speed": {case: {k: v for k, v in r.items() if k != "setting"} for case, r in results.items()},
         "agreement": agreement, "draft_vocab": vocab,
-        "hf_generate": hf, "pass_ms": cost, "prompts": [m for _, m in measured["prompts"]],
+        "hf_generate": hf, "pass_ms": cost, "draft_ms": measured["draft_ms"], "prompts": [m for _, m in measured["prompts"]],
         "training": {k: v for k, v in log.items() if k != "agreement"}, "quick": quick, "text": text,
     }
     command = "python -m bench.kangaroo --write" + (" --quick" if quick else "")

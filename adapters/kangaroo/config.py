@@ -16,7 +16,7 @@ MAX_GAMMA = 12
 EXIT_CHOICES = (2,)  # exit layers the bundled adapter file has an adapter for
 DEFAULT_EXIT = 2
 DEFAULT_MAX_NEW_TOKENS = 64
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = 0.4
 DEFAULT_GAMMA = 3
 
 
