@@ -100,12 +100,14 @@ def start_server(port: int) -> subprocess.Popen:
 
 
 def measure(url: str, ct_iterations: int, burst: int, holder_jobs: int, runs: int = 5) -> dict:
+    from adapters.common.figures import cpu_description
     from studio import settings
 
     results: dict = {"settings": {"ct_iterations": ct_iterations, "burst": burst, "holder_jobs": holder_jobs,
                                   "max_jobs_per_client": settings.MAX_JOBS_PER_CLIENT,
                                   "queue_max_size": settings.QUEUE_MAX_SIZE, "torch_threads": 1,
-                                  "load_average_at_start": os.getloadavg()[0]}}
+                                  "load_average_at_start": os.getloadavg()[0],
+                                  "cpu": f"{cpu_description()}, {os.cpu_count()} cores"}}
     user = _client(url, "10.1.0.1")
     _kangaroo(user, 8)  # loads the model once
     results["idle_8_tokens_s"] = [round(_kangaroo(user, 8), 3) for _ in range(runs)]
@@ -167,7 +169,8 @@ def table(r: dict) -> str:
         f"| burst of {r['burst']['clients']} clients (distinct addresses), 1 token each | {r['burst']['answered']} "
         f"answered, {r['burst']['refused']} refused by the server, {r['burst'].get('failed_otherwise', 0)} other errors "
         f"(client time-outs); median {r['burst']['median_s']} s, max {r['burst']['max_s']} s |",
-        f"\nLoad average when it started: {r['settings']['load_average_at_start']:.1f} on 2 cores.",
+        f"\nLoad average when it started: {r['settings']['load_average_at_start']:.1f} "
+        f"({r['settings'].get('cpu', '2 cores')}).",
     ]
     return "\n".join(rows)
 
