@@ -3,9 +3,10 @@ their weights), the per-call limits the tab's sliders read, and the frozen reque
 device boundary.
 
 Same diffusers classes as the real thing (AutoencoderKL, CLIPTextModel, UNet2DConditionModel,
-MotionAdapter -> UNetMotionModel), only tiny: 32x32 frames, 8x8x4 latents, a UNet of
-block_out_channels (32, 64). The tokenizer knows the sprite vocabulary as whole words and
-spells anything else letter by letter. No torch, no gradio: cheap to import.
+MotionAdapter -> UNetMotionModel), only tiny: 64x64 frames, 16x16x4 latents, a UNet of
+block_out_channels (32, 64). The tokenizer knows the caption vocabulary (camera moves over
+photographs, and the older sprite words) as whole words and spells anything else letter by
+letter. No torch, no gradio: cheap to import.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FRAME_SIZE = 32
+FRAME_SIZE = 64
 NUM_FRAMES = 8
 TEXT_LENGTH = 12
 
@@ -72,7 +73,7 @@ SCHEDULER_CONFIG = dict(
 # Per-call limits (the sliders read them; `io.check_settings` enforces them in the web process).
 LIMITS = {"frames": (2, 16), "steps": (2, 50), "guidance": (1.0, 15.0), "seed": (0, 2**31 - 1)}
 MOTION_LIMITS = (0.0, 1.0)
-DEFAULTS = {"prompt": "red circle moving left", "motion_strength": 0.5, "frames": 8, "steps": 20, "guidance": 4.0,
+DEFAULTS = {"prompt": "the scene moves left slowly", "motion_strength": 0.5, "frames": 8, "steps": 20, "guidance": 4.0,
             "seed": 0, "negative_prompt": ""}
 
 

@@ -31,7 +31,7 @@ from adapters.i2v.config import (
     UNET_CONFIG,
     VAE_CONFIG,
 )
-from adapters.i2v.data import VOCABULARY
+from adapters.i2v import data, photos
 from adapters.i2v.modeling import (
     I2VAdapter,
     convert_official_state_dict,
@@ -189,7 +189,7 @@ def load_hub(parts: dict[str, str]) -> I2VModel:
 # --- the small bundled models -------------------------------------------------------------------
 
 def write_tokenizer(directory: Path) -> None:
-    """A CLIP BPE tokenizer whose merges build every sprite word whole (anything else is spelt)."""
+    """A CLIP BPE tokenizer whose merges build every caption word whole (anything else is spelt)."""
     from transformers import CLIPTokenizer
 
     directory = Path(directory)
@@ -201,7 +201,7 @@ def write_tokenizer(directory: Path) -> None:
         vocab.setdefault(letter, len(vocab))
         vocab.setdefault(letter + "</w>", len(vocab))
     merges: list[str] = []
-    for word in VOCABULARY:
+    for word in dict.fromkeys((*photos.VOCABULARY, *data.VOCABULARY)):
         pieces = list(word[:-1]) + [word[-1] + "</w>"]
         current = pieces[0]
         for piece in pieces[1:]:

@@ -54,7 +54,7 @@ def model():
 def test_handler_gives_playable_videos_strip_plot_and_status(model):
     from tabs.i2v import run as animate_image
 
-    video_on, video_off, strip, flows, files, status = animate_image(
+    video_on, video_off, strip, flows, files, status, seen = animate_image(
         str(FIRST), EXAMPLES[0]["prompt"], EXAMPLES[0]["motion_strength"], 6, 8, 4.0, 0, "", progress=quiet_progress)
     for path in (video_on, video_off):
         info = probe(path)
@@ -72,7 +72,12 @@ def test_handler_gives_playable_videos_strip_plot_and_status(model):
     assert (flows["flow (px)"] >= 0).all()
     assert len(files) == 3 and all(Path(f).is_file() for f in files)
     assert "Done in" in status and "on CPU" in status and "frame 0 vs input" in status
-    assert "resized to 32x32" in status  # the 128x128 example is brought to the model's frame size
+    assert "resized to 64x64" in status  # the 128x128 example is brought to the model's frame size
+    # what the model saw: the example at 64 px (each 2x2 block of the 128 px file averaged back to
+    # its one pixel), shown enlarged 4x without smoothing
+    shown = np.asarray(Image.open(seen))
+    example = np.asarray(Image.open(FIRST).convert("RGB"))
+    assert shown.shape == (256, 256, 3) and np.array_equal(shown[::4, ::4], example[::2, ::2])
 
 
 @pytest.mark.parametrize(
@@ -151,13 +156,13 @@ def test_motion_magnitude_rises_with_strength_and_first_frame_stays(held_out_run
 def test_animate_api_end_to_end(studio_client):
     from gradio_client import handle_file
 
-    video_on, video_off, strip, plot, files, status = studio_client.predict(
+    video_on, video_off, strip, plot, files, status, seen = studio_client.predict(
         handle_file(str(FIRST)), EXAMPLES[0]["prompt"], EXAMPLES[0]["motion_strength"], 8, 10, 4.0, 0, "",
         api_name="/animate")
     path_on = video_on["video"] if isinstance(video_on, dict) else video_on
     info = probe(path_on)
     assert "h264" in info and "yuv420p" in info
-    assert Path(strip).is_file() and len(files) == 3
+    assert Path(strip).is_file() and Path(seen).is_file() and len(files) == 3
     assert "Done in" in status and "on CPU" in status
 
 

@@ -18,7 +18,7 @@ def run_vae_stage(monkeypatch, root, crash_after=None):
     monkeypatch.setattr(train_i2v, "STEPS", dict(train_i2v.STEPS, vae=4))
     monkeypatch.setattr(train_i2v, "BATCH", dict(train_i2v.BATCH, vae=8))
     monkeypatch.setattr(train_i2v, "CHECKPOINT_EVERY_S", 0)  # save after every step
-    from adapters.i2v.data import clip_batch as real
+    from adapters.i2v.photos import clip_batch as real
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
