@@ -13,9 +13,10 @@ SPEC = PaperSpec(
                   "Diffusion 1.5 + animatediff-motion-adapter-v1-5-2 + IP-Adapter)"),
     adapter=("A first-frame attention branch (new query + zero-initialised output projection) in every spatial "
              "self-attention"),
-    real=("bundled: tiny VAE, text encoder, UNet and motion module trained here on synthetic sprite videos "
-          "(32x32, 8 frames); hub: Stable Diffusion 1.5, the AnimateDiff motion adapter, IP-Adapter and the "
-          "official I2V-Adapter weights."),
+    real=("bundled: tiny VAE, text encoder, UNet and motion module trained here on videos made from real photographs "
+          "(scikit-image, scikit-learn and matplotlib sample photos: camera pans and zooms, cut-out objects over other "
+          "photos; 64x64, 8 frames; three photos held out); the motion is synthetic (rigid warps of still photos). hub: "
+          "Stable Diffusion 1.5, the AnimateDiff motion adapter, IP-Adapter and the official I2V-Adapter weights."),
     description=(
         "**I2V-Adapter** animates one still image without touching the text-to-image model or its motion "
         "module: a parallel branch in each spatial self-attention lets every frame look at the first frame "
