@@ -104,7 +104,7 @@ def measure(quick: bool = False) -> tuple[dict, list[dict]]:
     return figures, rows
 
 
-STEPS = 12  # denoising steps of every measured video (the speed row uses the tab's default, 20)
+STEPS = 10  # denoising steps of every measured video (the speed row uses the tab's default, 20)
 
 
 def _printer(what: str):

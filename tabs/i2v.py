@@ -64,7 +64,7 @@ def request_for(image, prompt, motion_strength, frames, steps, guidance, seed, n
 @friendly("Animating the image")
 def run(image, prompt, motion_strength, frames, steps, guidance, seed, negative_prompt, progress=gr.Progress()):
     """Animate an image; returns the adapter-on video, the adapter-off video, a frame strip,
-    flow per frame, the files to download, a status line and the picture the model saw."""
+    flow per frame, the files to download, the picture the model saw and a status line."""
     import numpy as np
     import pandas as pd
     from PIL import Image
@@ -100,7 +100,7 @@ def run(image, prompt, motion_strength, frames, steps, guidance, seed, negative_
     files = [str(p) for p in paths] + [str(strip_path)]
     seen_path = download_path("i2v_model_input.png")
     Image.fromarray(upscale(to_uint8(request.pixels[None]), factor)[0]).save(seen_path)
-    return str(paths[0]), str(paths[1]), str(strip_path), flows, files, status, str(seen_path)
+    return str(paths[0]), str(paths[1]), str(strip_path), flows, files, str(seen_path), status
 
 
 EDG_DEFAULTS = EDGSettings()
@@ -231,5 +231,5 @@ def build() -> None:
     shell.examples(EXAMPLES, inputs,
                    label="Examples (held-out photographs: the bundled models never saw them in training)")
     shell.figures("Measured figures for the bundled model")
-    shell.on_run(button, run, inputs, [video_on, video_off, strip, plot, files, status, seen], params=params,
+    shell.on_run(button, run, inputs, [video_on, video_off, strip, plot, files, seen, status], params=params,
                  params_note=PARAMS_NOTE)

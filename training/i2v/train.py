@@ -39,8 +39,8 @@ CHECKPOINTS = REPO / "training" / "checkpoints" / "i2v"
 STAGES = ("vae", "unet", "motion", "i2v")
 # "sft" (training/i2v/train_edg.py) fine-tunes the finished stack; it draws its batches after these
 STAGE_IDS = {name: i for i, name in enumerate((*STAGES, "sft"))}
-# sized for about 65 CPU minutes at 64 px on one thread (measured per step: vae 0.12 s at 16 frames, unet 0.7 s
-# at 16 frames, motion 1.45 s and i2v 1.55 s at 4 clips)
+# 46.5 CPU minutes in all at 64 px on one thread (measured per step: vae 0.12 s at 16 frames, unet 0.7 s
+# at 16 frames, motion 1.3 s, i2v 1.5 s and sft 1.4 s at 4 clips)
 STEPS = {"vae": 600, "unet": 700, "motion": 700, "i2v": 400, "sft": 500}
 BATCH = {"vae": 16, "unet": 16, "motion": 4, "i2v": 4, "sft": 4}
 LR = {"vae": 2e-3, "unet": 2e-3, "motion": 1e-3, "i2v": 3e-3, "sft": 1e-3}

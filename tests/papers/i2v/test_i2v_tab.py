@@ -54,7 +54,7 @@ def model():
 def test_handler_gives_playable_videos_strip_plot_and_status(model):
     from tabs.i2v import run as animate_image
 
-    video_on, video_off, strip, flows, files, status, seen = animate_image(
+    video_on, video_off, strip, flows, files, seen, status = animate_image(
         str(FIRST), EXAMPLES[0]["prompt"], EXAMPLES[0]["motion_strength"], 6, 8, 4.0, 0, "", progress=quiet_progress)
     for path in (video_on, video_off):
         info = probe(path)
@@ -145,7 +145,7 @@ def test_motion_magnitude_rises_with_strength_on_held_out_photographs(held_out_r
 def test_animate_api_end_to_end(studio_client):
     from gradio_client import handle_file
 
-    video_on, video_off, strip, plot, files, status, seen = studio_client.predict(
+    video_on, video_off, strip, plot, files, seen, status = studio_client.predict(
         handle_file(str(FIRST)), EXAMPLES[0]["prompt"], EXAMPLES[0]["motion_strength"], 8, 10, 4.0, 0, "",
         api_name="/animate")
     path_on = video_on["video"] if isinstance(video_on, dict) else video_on
