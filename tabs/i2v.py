@@ -7,7 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from adapters.i2v import SPEC
-from adapters.i2v.config import DEFAULTS, EDG_LIMITS, LIMITS, MOTION_LIMITS, EDGSettings
+from adapters.i2v.config import DEFAULTS, EDG_LIMITS, FRAME_SIZE, LIMITS, MOTION_LIMITS, EDGSettings
 from adapters.i2v.io import MAX_PIXELS, MAX_SIDE
 from studio import settings
 from studio.registry import tab_info
@@ -36,13 +36,13 @@ def _examples() -> list[list]:
 
 # rows of run's inputs: image, prompt, motion strength, frames, steps, guidance, seed, negative prompt
 EXAMPLES = _examples()
-_FIRST = EXAMPLES[0][0] if EXAMPLES else str(EXAMPLES_DIR / "red_square.png")
+_FIRST = EXAMPLES[0][0] if EXAMPLES else str(EXAMPLES_DIR / "chelsea_pan_left.png")
 BAD_INPUTS = [
-    ([None, "red square moving up", 0.5, 8, 8, 4.0, 0, ""], "No image was given"),
-    ([str(EXAMPLES_DIR / "examples.json"), "red square moving up", 0.5, 8, 8, 4.0, 0, ""], "not an image"),
-    ([_FIRST, "red square moving up", 1.7, 8, 8, 4.0, 0, ""], "Motion strength must be between 0 and 1"),
-    ([_FIRST, "red square moving up", 0.5, 40, 8, 4.0, 0, ""], "Frames must be between 2 and 16"),
-    ([_FIRST, "red square moving up", 0.5, 8, 500, 4.0, 0, ""], "Steps must be between 2 and 50"),
+    ([None, "the scene moves up slowly", 0.5, 8, 8, 4.0, 0, ""], "No image was given"),
+    ([str(EXAMPLES_DIR / "examples.json"), "the scene moves up slowly", 0.5, 8, 8, 4.0, 0, ""], "not an image"),
+    ([_FIRST, "the scene moves up slowly", 1.7, 8, 8, 4.0, 0, ""], "Motion strength must be between 0 and 1"),
+    ([_FIRST, "the scene moves up slowly", 0.5, 40, 8, 4.0, 0, ""], "Frames must be between 2 and 16"),
+    ([_FIRST, "the scene moves up slowly", 0.5, 8, 500, 4.0, 0, ""], "Steps must be between 2 and 50"),
 ]
 
 
@@ -64,13 +64,13 @@ def request_for(image, prompt, motion_strength, frames, steps, guidance, seed, n
 @friendly("Animating the image")
 def run(image, prompt, motion_strength, frames, steps, guidance, seed, negative_prompt, progress=gr.Progress()):
     """Animate an image; returns the adapter-on video, the adapter-off video, a frame strip,
-    flow per frame, the files to download and a status line."""
+    flow per frame, the files to download, the picture the model saw and a status line."""
     import numpy as np
     import pandas as pd
     from PIL import Image
 
     from adapters.i2v.data import psnr
-    from adapters.i2v.io import display_scale, frame_strip, upscale, write_mp4
+    from adapters.i2v.io import display_scale, frame_strip, to_uint8, upscale, write_mp4
 
     with stopwatch() as elapsed:
         progress(0, desc="Loading the model")
@@ -91,17 +91,39 @@ def run(image, prompt, motion_strength, frames, steps, guidance, seed, negative_
     )
     s = result.motion
     first_psnr = psnr(result.video_on[0], request.pixels)
-    extra = (f"Motion strength {s.strength:g}: prior noise {100 * s.start_fraction:.0f}% of the schedule, blur "
+    extra = (f"Motion strength {s.strength:g}: sampling starts {100 * s.start_fraction:.0f}% of the way up the noise schedule, blur "
              f"{s.blur_sigma:.1f} latent px on {100 * s.blur_mix:.0f}% of positions, branch scale {s.adapter_scale:.2f}. "
              f"Mean flow {float(np.mean(result.flow_on)):.2f} px/frame (adapter off {float(np.mean(result.flow_off)):.2f}); "
              f"frame 0 vs input: {first_psnr:.1f} dB PSNR.")
     notes = [n for n in (note, notice) if n]
     status = done_markdown(elapsed(), out.device, extra) + ("\n\n" + " ".join(notes) if notes else "")
     files = [str(p) for p in paths] + [str(strip_path)]
-    return str(paths[0]), str(paths[1]), str(strip_path), flows, files, status
+    seen_path = download_path("i2v_model_input.png")
+    Image.fromarray(upscale(to_uint8(request.pixels[None]), factor)[0]).save(seen_path)
+    return str(paths[0]), str(paths[1]), str(strip_path), flows, files, str(seen_path), status
 
 
 EDG_DEFAULTS = EDGSettings()
+
+
+def _motion_info() -> str:
+    """What the slider sets, and the flow it measurably gives on held-out photographs (the bench's
+    figures), so the claim next to the slider is a measurement."""
+    from adapters.i2v.modeling import motion_settings
+
+    low, high = motion_settings(0.0), motion_settings(1.0)
+    text = (f"Sets where sampling starts on the noise schedule ({100 * low.start_fraction:.0f}% to "
+            f"{100 * high.start_fraction:.0f}%), the blur of the first-frame prior ({low.blur_sigma:g} to "
+            f"{high.blur_sigma:g} latent px) and the first-frame branch's scale ({low.adapter_scale:g} to "
+            f"{high.adapter_scale:g}).")
+    path = ASSETS / "figures.json"
+    try:
+        sweep = json.loads(path.read_text())["data"]["motion_sweep"]
+        flows = ", ".join(f"{m:g}: {f:.2f}" for m, f in zip(sweep["m"], sweep["flow"]))
+        text += f" Measured flow on held-out photos (px/frame, bundled model) at m = {flows}."
+    except (OSError, KeyError, TypeError, ValueError):
+        pass
+    return text
 
 
 def _edg_settings(alpha, beta_dyn, alpha_con, beta_con, switch_t, keep) -> EDGSettings:
@@ -154,10 +176,13 @@ def build() -> None:
     with gr.Row():
         with gr.Column(scale=1):
             image = ImageFile(type="filepath", image_mode=None, format="png", sources=["upload", "clipboard"], height=256,
-                              label=f"First frame (centre-cropped and resized; {pixel_limit_text(MAX_PIXELS, MAX_SIDE)})")
+                              label=(f"First frame: the bundled model works at {FRAME_SIZE}x{FRAME_SIZE} pixels, so the "
+                                     f"picture is centre-cropped and resized to that ({pixel_limit_text(MAX_PIXELS, MAX_SIDE)})"))
+            seen = gr.Image(label="What the model sees (frame 0 at the model's size, enlarged without smoothing)",
+                            format="png", type="filepath", height=160, interactive=False, elem_id=f"{KEY}-seen")
             prompt = gr.Textbox(label="Prompt", value=DEFAULTS["prompt"], max_lines=2)
             motion = gr.Slider(*MOTION_LIMITS, value=DEFAULTS["motion_strength"], step=0.05, label="Motion strength",
-                               info="Higher: noisier, more degraded start and a lighter first-frame branch: more motion")
+                               info=_motion_info())
             with gr.Accordion("Advanced settings", open=False):
                 frames = gr.Slider(*LIMITS["frames"], value=DEFAULTS["frames"], step=1, label="Frames")
                 steps = gr.Slider(*LIMITS["steps"], value=DEFAULTS["steps"], step=1, label="Denoising steps")
@@ -204,7 +229,7 @@ def build() -> None:
     shell.heavy(edg_button.click, run_edg, [*inputs, alpha, beta_dyn, alpha_con, beta_con, switch_t, keep],
                 [*edg_videos, edg_plot, edg_files, edg_status], api_name="animate_edg")
     shell.examples(EXAMPLES, inputs,
-                   label="Examples (held-out sprite prompts: the bundled models never saw these combinations)")
+                   label="Examples (held-out photographs: the bundled models never saw them in training)")
     shell.figures("Measured figures for the bundled model")
-    shell.on_run(button, run, inputs, [video_on, video_off, strip, plot, files, status], params=params,
+    shell.on_run(button, run, inputs, [video_on, video_off, strip, plot, files, seen, status], params=params,
                  params_note=PARAMS_NOTE)

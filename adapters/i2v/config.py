@@ -2,10 +2,11 @@
 their weights), the per-call limits the tab's sliders read, and the frozen request that crosses the
 device boundary.
 
-Same diffusers classes as the real thing (AutoencoderKL, CLIPTextModel, UNet2DConditionModel,
-MotionAdapter -> UNetMotionModel), only tiny: 32x32 frames, 8x8x4 latents, a UNet of
-block_out_channels (32, 64). The tokenizer knows the sprite vocabulary as whole words and
-spells anything else letter by letter. No torch, no gradio: cheap to import.
+Same diffusers classes as the real thing (CLIPTextModel, UNet2DConditionModel, MotionAdapter ->
+UNetMotionModel), only tiny: 64x64 frames, 16x16x8 latents, a UNet of block_out_channels (32, 64);
+the VAE is a patch autoencoder with AutoencoderKL's interface (`adapters/i2v/vae.py`). The tokenizer knows the caption vocabulary (camera moves over
+photographs, and the older sprite words) as whole words and spells anything else letter by
+letter. No torch, no gradio: cheap to import.
 """
 from __future__ import annotations
 
@@ -13,21 +14,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FRAME_SIZE = 32
+FRAME_SIZE = 64
 NUM_FRAMES = 8
 TEXT_LENGTH = 12
 
+# a patch autoencoder (adapters/i2v/vae.py), not an AutoencoderKL: see there for the measurement
 VAE_CONFIG = dict(
     in_channels=3,
     out_channels=3,
-    down_block_types=("DownEncoderBlock2D",) * 3,
-    up_block_types=("UpDecoderBlock2D",) * 3,
-    block_out_channels=(16, 32, 32),
-    layers_per_block=1,
-    latent_channels=4,
-    norm_num_groups=4,  # 16 groups of a 16-wide block would normalise away each channel's mean (the colours)
-    sample_size=FRAME_SIZE,
-    mid_block_add_attention=False,
+    patch=4,
+    latent_channels=8,
+    hidden=64,
+    block_out_channels=(48, 48, 48),  # only its length counts: diffusers reads the factor 4 from it
 )
 TEXT_CONFIG = dict(
     hidden_size=32,
@@ -39,8 +37,8 @@ TEXT_CONFIG = dict(
 )
 UNET_CONFIG = dict(
     sample_size=FRAME_SIZE // 4,
-    in_channels=4,
-    out_channels=4,
+    in_channels=VAE_CONFIG["latent_channels"],
+    out_channels=VAE_CONFIG["latent_channels"],
     down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
     up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
     block_out_channels=(32, 64),
@@ -72,7 +70,7 @@ SCHEDULER_CONFIG = dict(
 # Per-call limits (the sliders read them; `io.check_settings` enforces them in the web process).
 LIMITS = {"frames": (2, 16), "steps": (2, 50), "guidance": (1.0, 15.0), "seed": (0, 2**31 - 1)}
 MOTION_LIMITS = (0.0, 1.0)
-DEFAULTS = {"prompt": "red circle moving left", "motion_strength": 0.5, "frames": 8, "steps": 20, "guidance": 4.0,
+DEFAULTS = {"prompt": "the scene moves left slowly", "motion_strength": 0.5, "frames": 8, "steps": 20, "guidance": 4.0,
             "seed": 0, "negative_prompt": ""}
 
 

@@ -1,4 +1,6 @@
-"""Synthetic sprite videos for the bundled image-to-video models, and the measurements made on them.
+"""Synthetic sprite videos (what the first bundled image-to-video models were trained on; the
+current ones learn from real photographs, `adapters.i2v.photos`), the measurements made on them,
+and the generic ones every figure uses (`psnr`, `flow_magnitudes`).
 
 A clip is one coloured sprite (circle, square or triangle) gliding in a straight line over a static
 textured background, captioned with what it shows ("red circle moving left"). Everything is drawn

@@ -31,7 +31,7 @@ from adapters.i2v.config import (
     UNET_CONFIG,
     VAE_CONFIG,
 )
-from adapters.i2v.data import VOCABULARY
+from adapters.i2v import data, photos
 from adapters.i2v.modeling import (
     I2VAdapter,
     convert_official_state_dict,
@@ -103,10 +103,14 @@ def load_bundled(directory: Path) -> I2VModel:
     from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+    from adapters.i2v.vae import PatchAutoencoder
+
     directory = Path(directory)
     built = {}
     for name, cls in (("vae", AutoencoderKL), ("unet", UNet2DConditionModel), ("motion_adapter", MotionAdapter)):
         tensors, config = read_bundled(directory, name)
+        if "patch" in config:  # the bundled patch VAE (AutoencoderKL has no such setting)
+            cls = PatchAutoencoder
         module = cls.from_config(_strip_private(config))
         load_strict(module, tensors, role=f"image-to-video {name}")
         built[name] = module.eval().requires_grad_(False)
@@ -189,7 +193,7 @@ def load_hub(parts: dict[str, str]) -> I2VModel:
 # --- the small bundled models -------------------------------------------------------------------
 
 def write_tokenizer(directory: Path) -> None:
-    """A CLIP BPE tokenizer whose merges build every sprite word whole (anything else is spelt)."""
+    """A CLIP BPE tokenizer whose merges build every caption word whole (anything else is spelt)."""
     from transformers import CLIPTokenizer
 
     directory = Path(directory)
@@ -201,7 +205,7 @@ def write_tokenizer(directory: Path) -> None:
         vocab.setdefault(letter, len(vocab))
         vocab.setdefault(letter + "</w>", len(vocab))
     merges: list[str] = []
-    for word in VOCABULARY:
+    for word in dict.fromkeys((*photos.VOCABULARY, *data.VOCABULARY)):
         pieces = list(word[:-1]) + [word[-1] + "</w>"]
         current = pieces[0]
         for piece in pieces[1:]:
@@ -223,12 +227,14 @@ def write_tokenizer(directory: Path) -> None:
 
 def new_components(seed: int, tokenizer_dir: Path):
     """Freshly initialised (untrained) components, seeded."""
-    from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel
+    from diffusers import DDIMScheduler, MotionAdapter, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from adapters.i2v.vae import PatchAutoencoder
 
     tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
     torch.manual_seed(seed)
-    vae = AutoencoderKL(**VAE_CONFIG)
+    vae = PatchAutoencoder(**VAE_CONFIG)
     torch.manual_seed(seed + 1)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(

@@ -1,6 +1,6 @@
 """A tiny real image-to-video bundle (the same `I2VModel`, AnimateDiff pipeline and I2V processors,
 with untrained diffusers components at their own dummy-test sizes) and the hooks the contract tests
-in `tests/contract` call. Offline: the tokenizer is written from the sprite vocabulary."""
+in `tests/contract` call. Offline: the tokenizer is written from the caption vocabulary."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +15,7 @@ from adapters.i2v.loading import I2VModel, build_pipeline
 TINY_FRAMES = 4
 TINY_SIZE = 32  # pixels; the tiny VAE halves it, so latents are 16x16
 TINY_STEPS = 2
-PROMPT = "red circle moving left"
+PROMPT = "the scene moves left slowly"
 
 
 def tiny_bundle(seed: int = 0) -> I2VModel:
@@ -89,9 +89,9 @@ def frozen_output(bundle: I2VModel) -> np.ndarray:
 
 
 def training_step(bundle: I2VModel, seed: int = 0) -> float:
-    """One AdamW step of the I2V stage's own loss (training/i2v/train.py): sprite clips, frame 0
+    """One AdamW step of the I2V stage's own loss (training/i2v/train.py): photo clips, frame 0
     clean and out of the loss, epsilon prediction through the frozen UNet and motion module."""
-    from adapters.i2v.data import clip_batch
+    from adapters.i2v.photos import clip_batch
     from adapters.i2v.loading import encode_text
 
     pipe, frames = bundle.pipe, bundle.num_frames

@@ -17,7 +17,7 @@ from adapters.common.imaging import read_rgb_image
 from tests.fuzz import corpus
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "assets" / "i2v" / "examples" / "red_square.png"
+EXAMPLE = REPO / "assets" / "i2v" / "examples" / "chelsea_pan_left.png"
 RSS_LIMIT_MB = 200
 
 

@@ -106,7 +106,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    return corpus.build(tmp_path_factory.mktemp("fuzz-corpus"), REPO / "assets" / "i2v" / "examples" / "red_square.png")
+    return corpus.build(tmp_path_factory.mktemp("fuzz-corpus"), REPO / "assets" / "i2v" / "examples" / "chelsea_pan_left.png")
 
 
 @pytest.fixture(scope="module")

@@ -102,7 +102,7 @@ def test_each_kind_brings_its_own_questions_case_sizes_files_and_settings():
     assert crops["choices"] == ["Whole image"] and number["visible"] is False and text["visible"] is False
     assert ".npy" not in files["file_types"] and "held-out scenes" in count["label"]
     questions, crops, files, number, text, count = tab.kind_controls(I2V.title)
-    assert "Motion as asked" in questions["choices"] and text["visible"] and text["value"] == "moving right"
+    assert "Motion as asked" in questions["choices"] and text["visible"] and text["value"] == "the scene moves right slowly"
     questions, crops, files, number, text, count = tab.kind_controls(tab.CT.title)
     assert "Noise" in questions["choices"] and number["visible"] and number["value"] == 100 and "64 px tiles" in crops["choices"]
     # the estimate for FGSA's scenes is stated without making them

@@ -22,7 +22,7 @@ from adapters.common.weights import save_bundled
 from adapters.i2v import edg
 from adapters.i2v import modeling as i2v
 from adapters.i2v.config import NUM_FRAMES
-from adapters.i2v.data import clip_batch
+from adapters.i2v.photos import clip_batch
 from adapters.i2v.loading import encode_text, load_bundled
 from training.i2v import train as base
 
@@ -30,7 +30,10 @@ SFT_FILE = "edg_sft"
 
 
 def train_sft(seed: int, out: Path) -> dict:
+    import cv2
+
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
     bundle = load_bundled(out)
     pipe = bundle.pipe
     unet, vae = pipe.unet, pipe.vae

@@ -54,7 +54,7 @@ def model():
 def test_handler_gives_playable_videos_strip_plot_and_status(model):
     from tabs.i2v import run as animate_image
 
-    video_on, video_off, strip, flows, files, status = animate_image(
+    video_on, video_off, strip, flows, files, seen, status = animate_image(
         str(FIRST), EXAMPLES[0]["prompt"], EXAMPLES[0]["motion_strength"], 6, 8, 4.0, 0, "", progress=quiet_progress)
     for path in (video_on, video_off):
         info = probe(path)
@@ -72,7 +72,12 @@ def test_handler_gives_playable_videos_strip_plot_and_status(model):
     assert (flows["flow (px)"] >= 0).all()
     assert len(files) == 3 and all(Path(f).is_file() for f in files)
     assert "Done in" in status and "on CPU" in status and "frame 0 vs input" in status
-    assert "resized to 32x32" in status  # the 128x128 example is brought to the model's frame size
+    assert "resized to 64x64" in status  # the 128x128 example is brought to the model's frame size
+    # what the model saw: the example at 64 px (each 2x2 block of the 128 px file averaged back to
+    # its one pixel), shown enlarged 4x without smoothing
+    shown = np.asarray(Image.open(seen))
+    example = np.asarray(Image.open(FIRST).convert("RGB"))
+    assert shown.shape == (256, 256, 3) and np.array_equal(shown[::4, ::4], example[::2, ::2])
 
 
 @pytest.mark.parametrize(
@@ -99,65 +104,54 @@ def test_empty_prompt_is_allowed(model):
     assert "Done in" in out[-1]
 
 
-# --- what the paper promises, measured on the bundled model -------------------------------------
+# --- what the paper promises, measured on the bundled model (held-out photographs) -----------
 
 @pytest.fixture(scope="module")
 def held_out_runs(model):
-    """4 held-out prompts, adapter on/off at m=1 (the official setting: sampling from the fully
-    noised prior, where the first-frame branch has the most to do), and over 5 motion strengths."""
-    from adapters.i2v.data import held_out_clips
-    from adapters.i2v.metrics import measure_clip, measure_text_only
+    """Leftward pans over two held-out photographs with the adapter on and off at m=1 (the official
+    setting: sampling from the fully noised prior), the frozen text-to-video model alone on the same
+    captions, and flow over motion strength on all three held-out photographs (median of 3 seeds)."""
+    from adapters.i2v.metrics import measure_clip, measure_text_only, motion_sweep, sweep_clips
+    from adapters.i2v.photos import held_out_clips
 
-    clips = held_out_clips(per_prompt=1)[:4]
-    pairs = {on: [measure_clip(model, c, m=1.0, seed=0, adapter_on=on, steps=20, guidance=4.0) for c in clips] for on in (True, False)}
-    pairs["text_only"] = [measure_text_only(model, c, seed=0, steps=20, guidance=4.0) for c in clips]
-    sweep = {m: [measure_clip(model, c, m=m, seed=0, adapter_on=True, steps=12, guidance=4.0) for c in clips] for m in (0.0, 0.25, 0.5, 0.75, 1.0)}
+    clips = held_out_clips()
+    pans = sweep_clips(clips)[:2]
+    pairs = {on: [measure_clip(model, c, m=1.0, seed=0, adapter_on=on, steps=10) for c in pans] for on in (True, False)}
+    pairs["text_only"] = [measure_text_only(model, c, seed=0, steps=10, guidance=4.0) for c in pans]
+    sweep = motion_sweep(model, clips, seeds=(0, 1, 2), grid=(0.0, 0.5, 1.0), steps=10)
     return pairs, sweep
 
 
 @pytest.mark.slow
-def test_adapter_improves_appearance_consistency_on_held_out_prompts(held_out_runs):
+def test_frame_zero_is_the_input_and_the_image_is_what_makes_it_this_picture(held_out_runs):
+    """Frame 0 is the clean input through the VAE at 64 px (at least 26 dB); the frozen
+    text-to-video model alone, with the same caption and no image, lands far from it."""
     pairs, _ = held_out_runs
-    mean = lambda on, key: float(np.mean([r[key] for r in pairs[on]]))  # noqa: E731
-    # the sprite keeps frame 0's colour better, its shape at least as well, and the background
-    # stays closer to frame 0 (measured on these four: colour drift -28%, shape IoU +0.024,
-    # background 31.0 vs 29.8 dB)
-    assert mean(True, "colour_error") < 0.95 * mean(False, "colour_error")
-    assert mean(True, "shape_iou") > mean(False, "shape_iou")
-    assert mean(True, "background_psnr") > mean(False, "background_psnr") + 0.5
-
-
-@pytest.mark.slow
-def test_the_image_is_what_makes_it_this_picture(held_out_runs):
-    """Against the frozen text-to-video model alone (same caption, no image): the animated first
-    frame is the input (VAE-limited, measured 23.6 dB) where text alone lands far off (15.5 dB)."""
-    pairs, _ = held_out_runs
-    image = np.mean([r["first_frame_psnr"] for r in pairs[True]])
+    image = [r["first_frame_psnr"] for r in pairs[True]]
     text_only = np.mean([r["first_frame_psnr"] for r in pairs["text_only"]])
-    assert image > text_only + 5.0, (image, text_only)
+    assert min(image) >= 26.0, image
+    assert np.mean(image) > text_only + 10.0, (image, text_only)
 
 
 @pytest.mark.slow
-def test_motion_magnitude_rises_with_strength_and_first_frame_stays(held_out_runs):
+def test_motion_magnitude_rises_with_strength_on_held_out_photographs(held_out_runs):
     _, sweep = held_out_runs
-    flows = [np.mean([r["flow"] for r in sweep[m]]) for m in sorted(sweep)]
-    assert all(b > a for a, b in zip(flows, flows[1:])), flows
-    assert flows[-1] > 2.0 * flows[0], flows
-    psnrs = [r["first_frame_psnr"] for runs in sweep.values() for r in runs]
-    assert min(psnrs) > 20.0, psnrs  # frame 0 is the encoded input decoded: only the VAE's loss
+    assert sweep["monotone"], sweep["flow"]
+    assert sweep["range_ratio"] >= 2.0, sweep["flow"]
+    assert sweep["first_frame_psnr_min"] >= 26.0
 
 
 @pytest.mark.e2e
 def test_animate_api_end_to_end(studio_client):
     from gradio_client import handle_file
 
-    video_on, video_off, strip, plot, files, status = studio_client.predict(
+    video_on, video_off, strip, plot, files, seen, status = studio_client.predict(
         handle_file(str(FIRST)), EXAMPLES[0]["prompt"], EXAMPLES[0]["motion_strength"], 8, 10, 4.0, 0, "",
         api_name="/animate")
     path_on = video_on["video"] if isinstance(video_on, dict) else video_on
     info = probe(path_on)
     assert "h264" in info and "yuv420p" in info
-    assert Path(strip).is_file() and len(files) == 3
+    assert Path(strip).is_file() and Path(seen).is_file() and len(files) == 3
     assert "Done in" in status and "on CPU" in status
 
 

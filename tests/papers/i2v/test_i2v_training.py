@@ -18,7 +18,7 @@ def run_vae_stage(monkeypatch, root, crash_after=None):
     monkeypatch.setattr(train_i2v, "STEPS", dict(train_i2v.STEPS, vae=4))
     monkeypatch.setattr(train_i2v, "BATCH", dict(train_i2v.BATCH, vae=8))
     monkeypatch.setattr(train_i2v, "CHECKPOINT_EVERY_S", 0)  # save after every step
-    from adapters.i2v.data import clip_batch as real
+    from adapters.i2v.photos import clip_batch as real
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -34,7 +34,8 @@ def run_vae_stage(monkeypatch, root, crash_after=None):
 def test_interrupted_stage_resumes_to_identical_weights(monkeypatch, tmp_path):
     run_vae_stage(monkeypatch, tmp_path / "straight")
     with pytest.raises(Interrupted):
-        run_vae_stage(monkeypatch, tmp_path / "interrupted", crash_after=2)
+        # one draw starts the VAE's linear code, then one per step: killed during step 3
+        run_vae_stage(monkeypatch, tmp_path / "interrupted", crash_after=3)
     halfway = torch.load(tmp_path / "interrupted" / "ck" / "vae.pt", weights_only=True)
     assert halfway["step"] == 2
     run_vae_stage(monkeypatch, tmp_path / "interrupted")  # resumes at step 2
