@@ -4,9 +4,9 @@ device boundary.
 
 Same diffusers classes as the real thing (CLIPTextModel, UNet2DConditionModel, MotionAdapter ->
 UNetMotionModel), only tiny: 64x64 frames, 16x16x8 latents, a UNet of block_out_channels (32, 64);
-the VAE is a patch autoencoder with AutoencoderKL's interface (`adapters/i2v/vae.py`). The tokenizer knows the caption vocabulary (camera moves over
-photographs, and the older sprite words) as whole words and spells anything else letter by
-letter. No torch, no gradio: cheap to import.
+the VAE is a patch autoencoder with AutoencoderKL's interface (`adapters/i2v/vae.py`). The
+tokenizer knows the caption vocabulary (camera moves over photographs, and the older sprite words)
+as whole words and spells anything else letter by letter. No torch, no gradio: cheap to import.
 """
 from __future__ import annotations
 
