@@ -244,10 +244,16 @@ def build_figures(m: dict, logs: dict, seconds: float, quick: bool) -> dict:
                      f"questions, {proj['cpu_s'] / 60:.1f} CPU min on one thread (loss {proj['loss_first10']} -> "
                      f"{proj['loss_last10']}); feature caching {vlm_log.get('features_cpu_s', 0) / 60:.1f} CPU min.")
     for variant in ("routed", "plain"):
-        r = mma_log.get(f"{variant}_seed0")
+        r, r2 = mma_log.get(f"{variant}_seed0"), mma_log.get(f"{variant}_seed0_phase2")
         if r:
-            notes.append(f"Adapters ({variant}): {r['steps']} steps, {r['cpu_s'] / 60:.1f} CPU min on one thread "
+            notes.append(f"Adapters ({variant}), phase 1: {r['steps']} steps, {r['cpu_s'] / 60:.1f} CPU min on one thread "
                          f"(loss {r['loss_first10']} -> {r['loss_last10']}).")
+        if r2:
+            router = f", router lr {r2['router_lr']:g}" if variant == "routed" else ""
+            notes.append(f"Adapters ({variant}), phase 2: {r2['steps']} steps with {r2['text_rows']} distilled text "
+                         f"rows each{router}, {r2['cpu_s'] / 60:.1f} CPU min on one thread of an {r2['machine']} "
+                         f"(loss {r2['loss_first10']} -> {r2['loss_last10']}; text KL {r2['text_kl_first10']} -> "
+                         f"{r2['text_kl_last10']}).")
     data = {"measured": m, "training": logs, "quick": quick}
     command = "python -m bench.mma --write" + (" --quick" if quick else "")
     return figures.figures(TAB, figures.provenance(command, seconds), [vqa, ret, caps], notes, data)

@@ -6,9 +6,12 @@ down-projection, two zero-initialised up-projections (so a fresh adapter is the 
 router ``w = softmax(W_r h_m / t)`` read at the modality token ``m``. As in LaVIN the modality
 token is a learned embedding (one for text-only, one for image+text instructions) at position 0;
 a causal LM lets position 0 attend only to itself, so its per-layer state depends on the modality
-alone. Here that token runs as its own one-token stream through the adapted layers, and the prompt
-tokens do not attend to it: the routing is LaVIN's, and a fresh adapter (or the adapter switched
-off) gives exactly the frozen model. ``routed=False`` is the ablation "adapters without router":
+alone. Here that token runs as its own stream through the adapted layers, and the prompt tokens do
+not attend to it: the routing is LaVIN's, and a fresh adapter (or the adapter switched off) gives
+exactly the frozen model. The stream is the modality token alone (LaVIN's position 0) or, with
+``config.modality_prefix``, one fixed token of the chat template and then the modality token:
+SmolLM2 makes position 0 an attention sink whose normalised state from layer 12 on is the same for
+any token, so there a router could not see the modality. ``routed=False`` is the ablation "adapters without router":
 one up-projection, ``h + s * up0(down(h))``, for every input.
 """
 from __future__ import annotations
@@ -50,7 +53,7 @@ class AdaptedNorm(nn.Module):
         weights = None
         if self.adapter.routed:
             if state.recording:
-                weights = self.adapter.route(h[:, 0], state.temperature)
+                weights = self.adapter.route(h[:, -1], state.temperature)
                 state.weights[self.layer] = weights
             else:
                 weights = state.weights[self.layer]
@@ -85,12 +88,18 @@ def attach(lm: nn.Module, mma: MMA) -> RoutingState:
 
 def route_weights(lm: nn.Module, mma: MMA, state: RoutingState, modality: torch.Tensor,
                   temperature: float) -> dict:
-    """Per-layer B x 2 path weights for the given modality ids: the modality token alone through
-    the adapted layers (LaVIN's position 0)."""
+    """Per-layer B x 2 path weights for the given modality ids: the modality token through the
+    adapted layers, alone (LaVIN's position 0) or after ``config.modality_prefix``; the router reads
+    the modality token's state, the stream's last position."""
     state.weights = {}
     state.recording, state.enabled, state.temperature = True, True, temperature
+    stream = mma.modality(modality)[:, None]
+    if mma.config.modality_prefix is not None:
+        embed = lm.get_input_embeddings()
+        prefix = embed(torch.tensor([mma.config.modality_prefix], device=stream.device)).to(stream.dtype)
+        stream = torch.cat([prefix.expand(len(modality), 1, -1), stream], 1)
     try:
-        lm.model(inputs_embeds=mma.modality(modality)[:, None], use_cache=False)
+        lm.model(inputs_embeds=stream, use_cache=False)
     finally:
         state.recording = False
     return dict(state.weights)
@@ -137,3 +146,26 @@ def batch_loss(lm: nn.Module, mma: MMA, state: RoutingState, rows, modality: int
     ids, slots, mask, labels = pad_batch(rows, pad_id)
     with adapted(lm, mma, state, torch.full((len(rows),), modality)):
         return answer_logits_loss(lm, splice(lm.get_input_embeddings(), ids, slots, image_embeds), mask, labels)
+
+
+def distill_loss(lm: nn.Module, mma: MMA, state: RoutingState, rows, modality: int, pad_id: int) -> torch.Tensor:
+    """Text-only distillation: the mean over answer positions of KL(frozen || adapted) over the whole
+    next-token distribution, the frozen logits being the same LM with the adapters off (no image
+    slots: ``rows`` are text-only `ChatLayout.encode` triples)."""
+    import torch.nn.functional as F
+
+    from adapters.vlm.modeling import pad_batch
+
+    ids, _, mask, labels = pad_batch(rows, pad_id)
+    ids = torch.tensor(ids)
+    where = labels[:, 1:] != -100
+
+    def log_probs(hidden):
+        return F.log_softmax(lm.lm_head(hidden[:, :-1][where]).float(), -1)
+
+    state.enabled = False
+    with torch.no_grad():
+        frozen = log_probs(lm.model(input_ids=ids, attention_mask=mask).last_hidden_state)
+    with adapted(lm, mma, state, torch.full((len(rows),), modality)):
+        student = log_probs(lm.model(input_ids=ids, attention_mask=mask).last_hidden_state)
+    return F.kl_div(student, frozen, log_target=True, reduction="batchmean")

@@ -7,16 +7,16 @@ import torch
 
 from adapters.mma.config import MMAConfig, Request
 from adapters.mma.loading import MMABundle, wrap
-from adapters.mma.modeling import IMAGE, MMA, TEXT, adapted, batch_loss
+from adapters.mma.modeling import IMAGE, MMA, TEXT, adapted, batch_loss, distill_loss
 from adapters.vlm.testing import frozen_vlm_parameters, tiny_vlm
 
 QUESTION = "What colour is the circle?"
 
 
-def tiny_bundle(seed: int = 0, routed: bool = True) -> MMABundle:
+def tiny_bundle(seed: int = 0, routed: bool = True, modality_prefix: int | None = None) -> MMABundle:
     vlm = tiny_vlm(seed)
     torch.manual_seed(seed + 100)
-    mma = MMA(MMAConfig(dim=32, rank=4, layers=(0, 1, 2, 3), routed=routed)).eval()
+    mma = MMA(MMAConfig(dim=32, rank=4, layers=(0, 1, 2, 3), routed=routed, modality_prefix=modality_prefix)).eval()
     bundle = wrap(vlm, mma, "tiny random VLM")
     bundle.projector.requires_grad_(True)
     return bundle
@@ -76,8 +76,9 @@ def frozen_output(bundle) -> np.ndarray:
 
 
 def training_step(bundle, seed: int = 0) -> float:
-    """One AdamW step of the training loss (training/mma/train.py): an image question and a
-    text-only instruction, answer-only cross-entropy, summed."""
+    """One AdamW step of the shipped (phase 2) training loss (training/mma/train.py): answer-only
+    cross-entropy on an image question plus the text-only instruction's distillation loss
+    KL(frozen || adapted), summed."""
     torch.manual_seed(seed)
     vlm, mma = bundle.vlm, bundle.mma
     mma.train().requires_grad_(True)
@@ -88,8 +89,8 @@ def training_step(bundle, seed: int = 0) -> float:
     text_rows = [vlm.layout.encode([("Name a fruit.", "An apple.")], 0)]
     image = vlm.image_embeds(vlm.image_patches(_picture()), bundle.projector)
     total = 0.0
-    for rows, modality, embeds in ((image_rows, IMAGE, image), (text_rows, TEXT, None)):
-        loss = batch_loss(bundle.lm, mma, bundle.state, rows, modality, 0, embeds)
+    for loss in (batch_loss(bundle.lm, mma, bundle.state, image_rows, IMAGE, 0, image),
+                 distill_loss(bundle.lm, mma, bundle.state, text_rows, TEXT, 0)):
         loss.backward()
         total += float(loss.detach())
     optimizer.step()

@@ -99,3 +99,45 @@ def test_bad_requests_are_refused_in_plain_words():
         make_request("What colour?", picture, temperature=0.0)
     request = make_request("What colour?", picture)
     assert request.image.shape == (224, 224, 3) and request.original_size == (200, 300)
+
+
+def test_after_a_prefix_token_a_fresh_adapter_is_exact_and_the_router_still_reads_the_modality():
+    bundle = testing.tiny_bundle(seed=0, modality_prefix=1)
+    assert np.allclose(testing.output(bundle, adapter_on=True), testing.frozen_output(bundle), atol=1e-5)
+    testing.perturb_adapter(bundle, seed=3)
+    weights = route_weights(bundle.lm, bundle.mma, bundle.state, torch.tensor([TEXT, IMAGE]), 5.0)
+    bundle.state.enabled = False
+    assert all(not torch.allclose(w[0], w[1]) for w in weights.values())
+    # the prefix is part of the stream: the same token without it routes differently
+    bundle.mma.config.__dict__["modality_prefix"] = None  # frozen dataclass: test-only switch
+    alone = route_weights(bundle.lm, bundle.mma, bundle.state, torch.tensor([TEXT, IMAGE]), 5.0)
+    bundle.state.enabled = False
+    assert any(not torch.allclose(weights[k], alone[k]) for k in weights)
+
+
+def test_text_distillation_is_zero_for_a_fresh_adapter_and_positive_once_it_moves():
+    from adapters.mma.modeling import distill_loss
+
+    bundle = testing.tiny_bundle(seed=0)
+    rows = [bundle.vlm.layout.encode([("Name a fruit.", "An apple.")], 0)]
+    with torch.no_grad():
+        assert float(distill_loss(bundle.lm, bundle.mma, bundle.state, rows, TEXT, 0)) < 1e-6
+        testing.perturb_adapter(bundle, seed=3)
+        assert float(distill_loss(bundle.lm, bundle.mma, bundle.state, rows, TEXT, 0)) > 1e-4
+
+
+def test_phase_two_split_keeps_the_model_when_the_two_paths_were_equal():
+    from training.mma.train import split_paths
+
+    bundle = testing.tiny_bundle(seed=0)
+    testing.perturb_adapter(bundle, seed=3)
+    with torch.no_grad():
+        for a in bundle.mma.adapters.values():  # phase 1 left the two up-projections equal
+            a.up[1].load_state_dict(a.up[0].state_dict())
+    before = testing.output(bundle, adapter_on=True)
+    split_paths(bundle.mma)
+    assert np.allclose(testing.output(bundle, adapter_on=True), before, atol=1e-5)
+    weights = route_weights(bundle.lm, bundle.mma, bundle.state, torch.tensor([TEXT, IMAGE]), 5.0)
+    bundle.state.enabled = False
+    assert all(torch.allclose(w, torch.full((2, 2), 0.5)) for w in weights.values())
+    assert all(not a.up[1].weight.detach().any() for a in bundle.mma.adapters.values())
