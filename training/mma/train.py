@@ -255,14 +255,6 @@ def adapter(variant: str, seed: int, stop_after: int | None = None, phase: int =
     export(variant, seed, phase=phase)
 
 
-def machine() -> str:
-    """The CPU the CPU seconds were measured on, in words."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "CPU")
-    flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
-    return name + (" with AMX" if "amx_tile" in flags else " with AVX-512" if "avx512f" in flags else "")
-
-
 def checkpoint_path(variant: str, seed: int, phase: int) -> Path:
     return CHECKPOINTS / (f"{variant}_seed{seed}.pt" if phase == 1 else f"{variant}_seed{seed}_phase{phase}.pt")
 
@@ -288,7 +280,9 @@ def export(variant: str, seed: int, checkpoint: str | None = None, phase: int = 
               "loss_last10": round(float(np.mean(losses[-10:])), 3)}
     if phase == 2:
         text = ckpt.get("text_losses", [])
-        record["machine"] = machine()
+        from adapters.common.figures import cpu_description
+
+        record["machine"] = cpu_description()
         if variant != "routed":
             del record["router_lr"]  # no router
         record |= {"text_loss": "KL(frozen || adapted), weight %g" % TEXT_WEIGHT,
