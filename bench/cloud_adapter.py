@@ -76,7 +76,8 @@ def summarise_log(log: dict) -> dict:
     all_runs = log.get("runs", [])
     if not all_runs:
         return out
-    steps = statistics.mode(r["steps"] for r in all_runs)  # the main recipe; longer runs are shown apart
+    # the main recipe; runs at other step counts are shown apart
+    steps = log.get("data", {}).get("main_steps") or statistics.mode(r["steps"] for r in all_runs)
     for variant in ("off", "lora", "full"):
         runs = sorted((r for r in all_runs if r["variant"] == variant and r["steps"] == steps), key=lambda r: r["seed"])
         if not runs:
@@ -164,19 +165,20 @@ def build_figures(m: dict, seconds: float) -> dict:
                           note="From assets/cloud_adapter/training_log.json (training/cloud_adapter/train.py), not re-measured here. "
                                "Same head, data, steps and seed for every variant."))
     old = m["superseded"]
-    if old.get("runs"):
-        tables.append(F.table("superseded", "A trial recipe that was not kept (held-out)",
-                              ["variant", "seed", "adapter lr", "mIoU", *[f"F1 {c}" for c in CLASSES]],
-                              [[LABELS[r["variant"]], r["seed"], r["adapter_lr"], f"{r['heldout']['miou']:.3f}",
-                                *[f"{x:.3f}" for x in r["heldout"]["f1"]]] for r in old["runs"]],
-                              note=f"From the training log; {old['why']}. Kept so the trial is on record."))
+    groups = old if isinstance(old, list) else [old] if old.get("runs") else []
+    for i, group in enumerate(groups):
+        tables.append(F.table(f"superseded{i or ''}", "A recipe that was not kept (held-out)",
+                              ["variant", "seed", "steps", "adapter lr", "mIoU", *[f"F1 {c}" for c in CLASSES]],
+                              [[LABELS[r["variant"]], r["seed"], r["steps"], r["adapter_lr"], f"{r['heldout']['miou']:.3f}",
+                                *[f"{x:.3f}" for x in r["heldout"]["f1"]]] for r in group["runs"]],
+                              note=f"From the training log; {group['why']}. Kept so the trial is on record."))
     main_steps = next(iter(s.values()))["steps"] if s else None
     longer = [r for r in m["runs"] if r["steps"] != main_steps]
     if longer:
-        tables.append(F.table("longer", "Longer training (held-out)", ["variant", "seed", "steps", "mIoU", *[f"F1 {c}" for c in CLASSES], "CPU min"],
+        tables.append(F.table("longer", "Other step counts (held-out)", ["variant", "seed", "steps", "mIoU", *[f"F1 {c}" for c in CLASSES], "CPU min"],
                               [[LABELS[r["variant"]], r["seed"], r["steps"], f"{r['heldout']['miou']:.3f}",
                                 *[f"{x:.3f}" for x in r["heldout"]["f1"]], round(r["cpu_seconds"] / 60, 1)] for r in longer],
-                              note="From the training log; the same recipe run for more steps, one seed."))
+                              note="From the training log; the same recipe at other step counts."))
     b = m["bundled"]
     rows = [[LABELS[v], f"{b[v]['heldout']['miou']:.3f}", *[f"{x:.3f}" for x in b[v]["heldout"]["iou"]], f"{b[v]['shifted']['miou']:.3f}"]
             for v in ("off", "lora", "full") if v in b]
@@ -188,7 +190,8 @@ def build_figures(m: dict, seconds: float) -> dict:
                               [[f"strength {k:g}", f"{v:.3f}"] for k, v in m["strength"].items()] +
                               [[f"{g} blocks off", f"{v:.3f}"] for g, v in m["depth_off"].items()],
                               note="Strength 0 runs the frozen backbone into the adapter's own head (not the separately "
-                                   "trained baseline head)."))
+                                   "trained baseline head) with the context channels it was trained with at zero, "
+                                   "so it scores below the baseline."))
     lat = m["latency"]
     tables.append(F.table("latency", "Time per slider move on one CPU thread (median)", ["what", "seconds"],
                           [["simulate clouds (112 px tile)", f"{lat['simulate_seconds']:.3f}"],

@@ -11,7 +11,10 @@
 - Variants: "full" (context branch + adapting modules), "lora" (the same low-rank attention with
   keys/values from the tokens themselves: no context branch), "off" (the frozen backbone and the
   same head, no adapter code at all).
-- `FPNHead` from adapters.dense stands in for the paper's Mask2Former decoder.
+- `FPNHead` from adapters.dense stands in for the paper's Mask2Former decoder. With ``has_cat``
+  (an option of the official backbone, ``has_cat=True`` with multi-level context in its
+  ``*_has_cat`` configs) the context branch's stages also go to the head, each pooled to a pyramid
+  level and concatenated to it: the head sees the tile at finer than the 14 px token grid.
 
 Module and parameter names follow the official checkpoints (``cnn.proj_1x1.conv_dw``,
 ``net.N.attn.to_q.loramlp.0``, ...) so `adapters.cloud_adapter.convert` maps them by rule.
@@ -45,6 +48,7 @@ class CloudAdapterConfig:
     head_width: int = 64
     n_classes: int = N_CLASSES
     image_size: int = 112
+    has_cat: bool = False  # context stages concatenated to the head's pyramid (full variant only)
     backbone: dict = field(default_factory=lambda: {"kind": "dinov2_small"})
 
     @property
@@ -162,7 +166,19 @@ class CloudAdapterNet(nn.Module):
         self.backbone = backbone
         self.config = config
         self.adapter = CloudAdapter(backbone.dim, config) if config.uses_adapter else None
-        self.head = FPNHead(backbone.dim, config.n_classes, config.head_width)
+        extra = config.context_dim if self.concatenates_context else 0
+        self.head = FPNHead(backbone.dim + extra, config.n_classes, config.head_width)
+
+    @property
+    def concatenates_context(self) -> bool:
+        return self.config.has_cat and self.config.variant == "full"
+
+    def head_context(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per pyramid level (strides patch/4, patch/2, patch, 2*patch), the finest context stage
+        no coarser than the level, then the coarsest for whatever is left."""
+        stages = levels[1:]  # after the stem, strides 2, 4, 8, ...
+        picks = [min(i, len(stages) - 1) for i in range(4)]
+        return [stages[i] for i in picks]
 
     def context(self, image: torch.Tensor, levels: list | None = None) -> torch.Tensor | None:
         if self.adapter is None or self.adapter.cnn is None:
@@ -175,13 +191,18 @@ class CloudAdapterNet(nn.Module):
         shallow/middle/deep to on/off (default all on)."""
         cfg = self.config
         grid = (image.shape[-2] // self.backbone.patch, image.shape[-1] // self.backbone.patch)
-        hook = None
+        hook, extra = None, None
+        if self.concatenates_context and strength == 0:
+            ctx = self.config.context_dim
+            extra = [image.new_zeros(image.shape[0], ctx, 1, 1)] * 4
         if self.adapter is not None and strength != 0:
-            levels: list | None = [] if probes is not None else None
+            levels: list | None = [] if probes is not None or self.concatenates_context else None
             ctx_map = self.context(image, levels)
             if probes is not None:
                 probes["context"] = ctx_map
                 probes["levels"] = levels
+            if self.concatenates_context:
+                extra = [strength * level for level in self.head_context(levels)]
             ctx_tokens = None
             if ctx_map is not None:
                 ctx_tokens = F.interpolate(ctx_map, size=grid, mode="bilinear", align_corners=False).flatten(2).transpose(1, 2)
@@ -199,7 +220,7 @@ class CloudAdapterNet(nn.Module):
                 return torch.cat([cls, patches + strength * update], 1)
 
         maps = self.backbone(image, cfg.taps, hook, embedded)
-        return self.head(maps, image.shape[-2:])
+        return self.head(maps, image.shape[-2:], extra)
 
     def adapter_state_dict(self) -> dict:
         """Everything trained: adapter and head (the frozen backbone is not saved)."""

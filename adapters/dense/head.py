@@ -33,9 +33,14 @@ class FPNHead(nn.Module):
             out.append(m)
         return out
 
-    def forward(self, maps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        """Logits B x classes x H x W for an H x W input."""
-        feats = [lat(m) for lat, m in zip(self.lateral, self.pyramid(maps))]
+    def forward(self, maps: list[torch.Tensor], size: tuple[int, int],
+                extra: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits B x classes x H x W for an H x W input. `extra` (one map per pyramid level, any
+        size) is pooled to each level's size and concatenated to it before the lateral maps."""
+        levels = self.pyramid(maps)
+        if extra is not None:
+            levels = [torch.cat([m, F.adaptive_avg_pool2d(e, m.shape[-2:])], 1) for m, e in zip(levels, extra)]
+        feats = [lat(m) for lat, m in zip(self.lateral, levels)]
         for i in range(len(feats) - 2, -1, -1):  # top-down
             feats[i] = feats[i] + F.interpolate(feats[i + 1], size=feats[i].shape[-2:], mode="bilinear", align_corners=False)
         target = feats[0].shape[-2:]

@@ -95,3 +95,24 @@ def test_depth_switches_and_strength_act_on_the_adapter_only():
     assert torch.allclose(none, zero, atol=1e-6)
     assert (deep_only - zero).abs().max() > 1e-4 and (full - deep_only).abs().max() > 1e-4
     assert (half - full).abs().max() > 1e-4 and (half - zero).abs().max() > 1e-4
+
+
+def test_with_has_cat_the_context_stages_reach_the_head_and_strength_zero_removes_them():
+    from adapters.cloud_adapter.modeling import build
+    from adapters.cloud_adapter.testing import SIZE, TINY
+    from adapters.dense.backbone import tiny_dinov2
+
+    backbone = tiny_dinov2(0, layers=4, image_size=SIZE)
+    torch.manual_seed(0)
+    model = build(backbone, "full", **TINY, has_cat=True).eval()
+    assert model.head.lateral[0].in_channels == backbone.dim + TINY["context_dim"]
+    x = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        # the adapting modules start at zero: whatever moves the output here came through the head
+        on, off = model(x), model(x, strength=0.0)
+        for p in model.adapter.cnn.parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=torch.Generator().manual_seed(2)))
+        on_moved, off_moved = model(x), model(x, strength=0.0)
+    assert (on_moved - on).abs().max() > 1e-3
+    assert torch.equal(off_moved, off)
+    assert (on - off).abs().max() > 1e-4
