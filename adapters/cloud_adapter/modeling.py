@@ -12,9 +12,10 @@
   keys/values from the tokens themselves: no context branch), "off" (the frozen backbone and the
   same head, no adapter code at all).
 - `FPNHead` from adapters.dense stands in for the paper's Mask2Former decoder. With ``has_cat``
-  (an option of the official backbone, ``has_cat=True`` with multi-level context in its
-  ``*_has_cat`` configs) the context branch's stages also go to the head, each pooled to a pyramid
-  level and concatenated to it: the head sees the tile at finer than the 14 px token grid.
+  (an option of the official backbone) the context also goes to the head, concatenated to every
+  pyramid level: the head sees the tile at finer than the 14 px token grid. The official has_cat
+  configurations concatenate one pooled context map, resized, to every level; here each level gets
+  its own context stage, as the official code's multi-feature branch (``return_multi_feats``) does.
 
 Module and parameter names follow the official checkpoints (``cnn.proj_1x1.conv_dw``,
 ``net.N.attn.to_q.loramlp.0``, ...) so `adapters.cloud_adapter.convert` maps them by rule.

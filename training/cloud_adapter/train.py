@@ -49,10 +49,11 @@ STEPS, BATCH, LR = 600, 4, 1e-3
 # the adapter's own rate: a seed-0 trial at 5e-3 did worse than 1e-3 (kept under "superseded" in the log)
 ADAPTER_LR = 1e-3
 VARIANTS = ("off", "full", "lora")
-# Cloud-Adapter as in the official `*_has_cat` configurations (e.g. cloud_adapter_pmaa_convnext_lora_16_
-# adapter_all_has_cat: context width 64, four context stages, the context also concatenated to the
-# decoder's inputs). The first bundle ran width 32, three stages and no concatenation: it left the
-# frozen model's mIoU where it was (+0.2 points over three seeds; runs kept under "superseded")
+# Cloud-Adapter with the official code's has_cat option, at the width and depth of its has_cat
+# configurations (e.g. cloud_adapter_pmaa_convnext_lora_16_adapter_all_has_cat: context width 64, four
+# stages; they concatenate one pooled context map to every decoder input, here each level gets its own
+# stage as the code's multi-feature branch does). The first bundle ran width 32, three stages and no
+# concatenation: it left the frozen model's mIoU where it was (+0.2 points; runs kept under "superseded")
 FULL_SETTINGS = {"has_cat": True, "context_dim": 64, "context_depth": 4}
 SAVE_EVERY = 25
 
