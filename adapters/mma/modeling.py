@@ -11,8 +11,8 @@ not attend to it: the routing is LaVIN's, and a fresh adapter (or the adapter sw
 exactly the frozen model. The stream is the modality token alone (LaVIN's position 0) or, with
 ``config.modality_prefix``, one fixed token of the chat template and then the modality token:
 SmolLM2 makes position 0 an attention sink whose normalised state from layer 12 on is the same for
-any token, so there a router could not see the modality. ``routed=False`` is the ablation "adapters without router":
-one up-projection, ``h + s * up0(down(h))``, for every input.
+any token, so there a router could not see the modality. ``routed=False`` is the ablation
+"adapters without router": one up-projection, ``h + s * up0(down(h))``, for every input.
 """
 from __future__ import annotations
 

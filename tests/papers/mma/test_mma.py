@@ -2,6 +2,8 @@
 drawn scene, the chat layout is SmolLM2's own template, and the router really routes."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -109,7 +111,7 @@ def test_after_a_prefix_token_a_fresh_adapter_is_exact_and_the_router_still_read
     bundle.state.enabled = False
     assert all(not torch.allclose(w[0], w[1]) for w in weights.values())
     # the prefix is part of the stream: the same token without it routes differently
-    bundle.mma.config.__dict__["modality_prefix"] = None  # frozen dataclass: test-only switch
+    bundle.mma.config = dataclasses.replace(bundle.mma.config, modality_prefix=None)
     alone = route_weights(bundle.lm, bundle.mma, bundle.state, torch.tensor([TEXT, IMAGE]), 5.0)
     bundle.state.enabled = False
     assert any(not torch.allclose(weights[k], alone[k]) for k in weights)
